@@ -1,0 +1,8 @@
+//! Passport's local stack: a Kubernetes API emulator and cloud emulators that the e2e tests, the
+//! demo and the benchmarks run against, because no real API server or cloud is reachable here.
+//! `FIDELITY.md` lists where the stack differs from the real systems.
+
+pub mod faults;
+pub mod oidc;
+pub mod serve;
+pub mod tls;

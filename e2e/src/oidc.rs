@@ -1,0 +1,277 @@
+//! Service-account token signing (the Kubernetes API emulator's issuer) and token verification
+//! against an issuer's published JWKS (what AWS STS, GCP STS and Entra do), shared by the stack.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// Why a token was refused. The messages are what the fakes put into their error bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed JWT: {0}")]
+    Malformed(String),
+    #[error("the token issuer {0:?} is not trusted here")]
+    UntrustedIssuer(String),
+    #[error("fetching the issuer's keys from {url} failed: {reason}")]
+    Discovery { url: String, reason: String },
+    #[error("no key with kid {0:?} in the issuer's JWKS")]
+    UnknownKey(String),
+    #[error("the token failed verification: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// An RS256 token issuer: the signing key, its JWKS and the discovery document.
+pub struct Issuer {
+    url: String,
+    kid: String,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl Issuer {
+    /// Generates a fresh 2048-bit RSA key for the issuer at `url` (no trailing slash).
+    pub fn generate(url: &str) -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+        let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())?;
+        let (n, e) = rsa_public_components(key.public_key_raw())?;
+        // Like kube-apiserver, the key id is derived from the public key.
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(key.public_key_raw()));
+        let jwk = json!({
+            "use": "sig", "kty": "RSA", "kid": kid, "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
+        });
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            kid,
+            encoding,
+            jwk,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The JWKS served at `/openid/v1/jwks`.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [self.jwk] })
+    }
+
+    /// The document served at `/.well-known/openid-configuration`, in kube-apiserver's shape.
+    pub fn discovery(&self) -> Value {
+        json!({
+            "issuer": self.url,
+            "jwks_uri": format!("{}/openid/v1/jwks", self.url),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+    }
+
+    /// Signs `claims` as an RS256 JWT with this issuer's key id.
+    pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+}
+
+/// Splits a DER `RSAPublicKey` (RFC 8017: SEQUENCE { n INTEGER, e INTEGER }) into n and e,
+/// without leading zero bytes.
+fn rsa_public_components(der: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    fn read(input: &[u8], tag: u8) -> anyhow::Result<(&[u8], &[u8])> {
+        anyhow::ensure!(input.first() == Some(&tag), "unexpected DER tag");
+        let first = *input.get(1).ok_or_else(|| anyhow::anyhow!("short DER"))?;
+        let (len, header) = if first < 0x80 {
+            (usize::from(first), 2)
+        } else {
+            let count = usize::from(first & 0x7f);
+            let bytes = input
+                .get(2..2 + count)
+                .ok_or_else(|| anyhow::anyhow!("short DER length"))?;
+            (
+                bytes
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+                2 + count,
+            )
+        };
+        let body = input
+            .get(header..header + len)
+            .ok_or_else(|| anyhow::anyhow!("short DER body"))?;
+        Ok((body, &input[header + len..]))
+    }
+    let (seq, _) = read(der, 0x30)?;
+    let (n, rest) = read(seq, 0x02)?;
+    let (e, _) = read(rest, 0x02)?;
+    let strip = |v: &[u8]| {
+        v.iter()
+            .skip_while(|b| **b == 0)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    Ok((strip(n), strip(e)))
+}
+
+/// The unverified claims of a JWT, to learn its issuer before fetching keys.
+pub fn peek_claims(token: &str) -> Result<Value, VerifyError> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| VerifyError::Malformed("expected three dot-separated parts".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| VerifyError::Malformed(e.to_string()))
+}
+
+/// Verifies signature, `exp`, `nbf` and `iss` of `token` against `jwks`; the audience is left
+/// to the caller because each cloud matches it differently. Returns the claims.
+pub fn verify_with_jwks(token: &str, jwks: &Value, issuer: &str) -> Result<Value, VerifyError> {
+    let set: JwkSet = serde_json::from_value(jwks.clone())
+        .map_err(|e| VerifyError::Malformed(format!("JWKS: {e}")))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let jwk = match &header.kid {
+        Some(kid) => set
+            .find(kid)
+            .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?,
+        None => set
+            .keys
+            .first()
+            .ok_or_else(|| VerifyError::UnknownKey(String::new()))?,
+    };
+    let key = DecodingKey::from_jwk(jwk)?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
+}
+
+/// Verifies tokens the way a cloud does: discover the issuer's JWKS over HTTPS, cache it, check
+/// the token against it. Only issuers in the trusted list (or any, when the list is empty) are
+/// fetched, so a fake never dereferences an arbitrary URL from a token.
+pub struct JwksVerifier {
+    client: reqwest::Client,
+    cache: Mutex<HashMap<String, Value>>,
+}
+
+impl JwksVerifier {
+    pub fn new(client: reqwest::Client) -> Self {
+        Self {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies `token`, whose `iss` must be `expected_issuer` (exact match, as AWS and Entra do).
+    pub async fn verify(&self, token: &str, expected_issuer: &str) -> Result<Value, VerifyError> {
+        let iss = peek_claims(token)?
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        if iss != expected_issuer {
+            return Err(VerifyError::UntrustedIssuer(iss));
+        }
+        let jwks = self.jwks(&iss, false).await?;
+        match verify_with_jwks(token, &jwks, &iss) {
+            // The issuer may have rotated its keys since we cached them: refetch once.
+            Err(VerifyError::UnknownKey(_)) => {
+                let jwks = self.jwks(&iss, true).await?;
+                verify_with_jwks(token, &jwks, &iss)
+            }
+            other => other,
+        }
+    }
+
+    async fn jwks(&self, issuer: &str, refresh: bool) -> Result<Value, VerifyError> {
+        if !refresh {
+            if let Some(jwks) = self.lock().get(issuer) {
+                return Ok(jwks.clone());
+            }
+        }
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let discovery = self.get_json(&discovery_url).await?;
+        let jwks_uri = discovery
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| VerifyError::Discovery {
+                url: discovery_url.clone(),
+                reason: "no jwks_uri".into(),
+            })?
+            .to_owned();
+        let jwks = self.get_json(&jwks_uri).await?;
+        self.lock().insert(issuer.to_owned(), jwks.clone());
+        Ok(jwks)
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, VerifyError> {
+        let fail = |reason: String| VerifyError::Discovery {
+            url: url.to_owned(),
+            reason,
+        };
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        response.json().await.map_err(|e| fail(e.to_string()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    #[test]
+    fn signed_tokens_verify_against_the_published_jwks() -> anyhow::Result<()> {
+        let issuer = Issuer::generate("https://issuer.test")?;
+        let token = issuer.sign(&json!({
+            "iss": "https://issuer.test", "sub": "system:serviceaccount:ns:sa",
+            "aud": ["sts.amazonaws.com"], "exp": now() + 600, "iat": now(),
+        }))?;
+        let claims = verify_with_jwks(&token, &issuer.jwks(), "https://issuer.test")?;
+        assert_eq!(claims["sub"], "system:serviceaccount:ns:sa");
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_from_another_key_expired_or_misissued_are_refused() -> anyhow::Result<()> {
+        let issuer = Issuer::generate("https://issuer.test")?;
+        let other = Issuer::generate("https://issuer.test")?;
+        let claims = json!({ "iss": "https://issuer.test", "sub": "s", "exp": now() + 600 });
+        let foreign = other.sign(&claims)?;
+        assert!(matches!(
+            verify_with_jwks(&foreign, &issuer.jwks(), "https://issuer.test"),
+            Err(VerifyError::UnknownKey(_))
+        ));
+        let expired =
+            issuer.sign(&json!({ "iss": "https://issuer.test", "sub": "s", "exp": now() - 60 }))?;
+        assert!(verify_with_jwks(&expired, &issuer.jwks(), "https://issuer.test").is_err());
+        let good = issuer.sign(&claims)?;
+        assert!(verify_with_jwks(&good, &issuer.jwks(), "https://elsewhere.test").is_err());
+        Ok(())
+    }
+}
