@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod faults;
+pub mod kubelet;
 pub mod oidc;
 pub mod serve;
 pub mod tls;

@@ -78,13 +78,22 @@ pub fn validate_definition(crd: &Value, name: &str) -> Vec<Cause> {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(Cause::new("spec.versions", "Required value: must have exactly one version marked as storage version"));
+        causes.push(Cause::new(
+            "spec.versions",
+            "Required value: must have exactly one version marked as storage version",
+        ));
     }
-    let storage = versions.iter().filter(|v| v["storage"] == json!(true)).count();
+    let storage = versions
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .count();
     if !versions.is_empty() && storage != 1 {
         causes.push(Cause::new(
             "spec.versions",
-            format!("Invalid value: {}: must have exactly one version marked as storage version", json!(versions)),
+            format!(
+                "Invalid value: {}: must have exactly one version marked as storage version",
+                json!(versions)
+            ),
         ));
     }
     for (i, v) in versions.iter().enumerate() {
@@ -115,7 +124,10 @@ pub fn established_status(crd: &Value) -> Value {
         accepted["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
     }
     if accepted["listKind"].as_str().is_none_or(str::is_empty) {
-        accepted["listKind"] = json!(format!("{}List", names["kind"].as_str().unwrap_or_default()));
+        accepted["listKind"] = json!(format!(
+            "{}List",
+            names["kind"].as_str().unwrap_or_default()
+        ));
     }
     let stored: Vec<Value> = crd["spec"]["versions"]
         .as_array()
@@ -141,7 +153,10 @@ pub fn register(registry: &mut Registry, crd: &Value) {
     let spec = &crd["spec"];
     let names = &spec["names"];
     let kind = names["kind"].as_str().unwrap_or_default().to_owned();
-    let crd_name = crd["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let crd_name = crd["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let resources = spec["versions"]
         .as_array()
         .into_iter()

@@ -8,12 +8,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{
-    Shared,
-    handlers::json_response,
-    resources::VERBS,
-    status::ApiError,
-};
+use super::{Shared, handlers::json_response, resources::VERBS, status::ApiError};
 
 pub fn version() -> Response {
     json_response(

@@ -25,7 +25,12 @@ pub type Query = HashMap<String, String>;
 
 /// A JSON answer.
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A request for a resource, parsed from the path.
@@ -48,7 +53,9 @@ pub fn user_info(shared: &Shared, headers: &HeaderMap) -> Value {
         && let Ok(claims) = crate::oidc::verify_with_jwks(bearer, &issuer.jwks(), issuer.url())
     {
         let sub = claims["sub"].as_str().unwrap_or_default();
-        let ns = claims["kubernetes.io"]["namespace"].as_str().unwrap_or_default();
+        let ns = claims["kubernetes.io"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
         return json!({
             "username": sub,
             "uid": claims["kubernetes.io"]["serviceaccount"]["uid"],
@@ -132,7 +139,9 @@ async fn route(
             let created = create(shared, &target, body, &user, dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
-        (Method::POST, Some(name), Some("token")) => token::token_request(shared, &target, name, body),
+        (Method::POST, Some(name), Some("token")) => {
+            token::token_request(shared, &target, name, body)
+        }
         (Method::PUT, Some(name), None | Some("status")) => {
             let new = parse_json(body)?;
             let mut inner = shared.lock();
@@ -145,7 +154,10 @@ async fn route(
                 target.subresource.as_deref(),
                 dry_run,
             )?;
-            Ok(json_response(StatusCode::OK, &objects::as_served(&target.res, updated)))
+            Ok(json_response(
+                StatusCode::OK,
+                &objects::as_served(&target.res, updated),
+            ))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
             patch(shared, &target, name, query, headers, body, dry_run).await
@@ -159,7 +171,10 @@ async fn route(
                 objects::delete(&mut inner, &target.res, &ns, name, precondition, dry_run)?;
             let returns_object = target.res.crd.is_some() || target.res.is_pod() || !removed;
             if returns_object {
-                Ok(json_response(StatusCode::OK, &objects::as_served(&target.res, obj)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &objects::as_served(&target.res, obj),
+                ))
             } else {
                 let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
                 Ok(json_response(
@@ -234,18 +249,29 @@ fn existing(inner: &super::Inner, target: &Target, name: &str) -> Result<Value, 
         .ok_or_else(|| ApiError::not_found(&target.res.group_resource(), name))
 }
 
-fn get(shared: &Shared, target: &Target, name: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn get(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let inner = shared.lock();
     let obj = objects::as_served(&target.res, existing(&inner, target, name)?);
     if table::wanted(headers) {
         let rv = inner.store.current_rv();
-        return Ok(json_response(StatusCode::OK, &table::render(&target.res, &[obj], rv)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::render(&target.res, &[obj], rv),
+        ));
     }
     Ok(json_response(StatusCode::OK, &obj))
 }
 
 /// Label and field selectors of a list, watch or deletecollection.
-pub fn selectors(target: &Target, query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub fn selectors(
+    target: &Target,
+    query: &Query,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(
         query.get("fieldSelector").map_or("", String::as_str),
@@ -254,7 +280,11 @@ pub fn selectors(target: &Target, query: &Query) -> Result<(LabelSelector, Field
     Ok((labels, fields))
 }
 
-pub fn selected(target: &Target, query: &Query, inner: &super::Inner) -> Result<Vec<Value>, ApiError> {
+pub fn selected(
+    target: &Target,
+    query: &Query,
+    inner: &super::Inner,
+) -> Result<Vec<Value>, ApiError> {
     let (labels, fields) = selectors(target, query)?;
     Ok(inner
         .store
@@ -264,12 +294,20 @@ pub fn selected(target: &Target, query: &Query, inner: &super::Inner) -> Result<
         .collect())
 }
 
-fn list(shared: &Shared, target: &Target, query: &Query, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn list(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let inner = shared.lock();
     let items = selected(target, query, &inner)?;
     let rv = inner.store.current_rv();
     if table::wanted(headers) {
-        return Ok(json_response(StatusCode::OK, &table::render(&target.res, &items, rv)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::render(&target.res, &items, rv),
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -300,7 +338,16 @@ pub async fn create(
     let admitted = if hooks.is_empty() {
         prepared
     } else {
-        webhooks::admit(shared, &target.res, "CREATE", prepared, hooks, user, dry_run).await?
+        webhooks::admit(
+            shared,
+            &target.res,
+            "CREATE",
+            prepared,
+            hooks,
+            user,
+            dry_run,
+        )
+        .await?
     };
     let mut inner = shared.lock();
     let created = objects::commit_create(&mut inner, &target.res, admitted, dry_run)?;
@@ -332,7 +379,11 @@ async fn patch(
     {
         let mut inner = shared.lock();
         let ns = target.namespace.as_deref().unwrap_or_default();
-        if let Some(old) = inner.store.get(&target.res.storage_key(), ns, name).cloned() {
+        if let Some(old) = inner
+            .store
+            .get(&target.res.storage_key(), ns, name)
+            .cloned()
+        {
             let new = patch::apply(kind, &old, body)?;
             let updated = objects::update(
                 &mut inner,
@@ -342,7 +393,10 @@ async fn patch(
                 target.subresource.as_deref(),
                 dry_run,
             )?;
-            return Ok(json_response(StatusCode::OK, &objects::as_served(&target.res, updated)));
+            return Ok(json_response(
+                StatusCode::OK,
+                &objects::as_served(&target.res, updated),
+            ));
         }
     }
     if kind != PatchType::Apply || target.subresource.is_some() {
@@ -351,7 +405,9 @@ async fn patch(
     // Server-side apply of an absent object creates it.
     let mut obj = patch::parse_apply(body)?;
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the applied configuration is not an object"));
+        return Err(ApiError::bad_request(
+            "the applied configuration is not an object",
+        ));
     }
     let given = obj["metadata"]["name"].as_str().unwrap_or_default();
     if given != name {
@@ -374,8 +430,14 @@ fn delete_collection(
     let victims = selected(target, query, &inner)?;
     let mut items = Vec::new();
     for v in victims {
-        let ns = v["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
-        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if let Ok((obj, _)) = objects::delete(&mut inner, &target.res, &ns, &name, None, dry_run) {
             items.push(objects::as_served(&target.res, obj));
         }

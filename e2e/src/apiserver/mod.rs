@@ -82,7 +82,8 @@ impl Config {
     /// Adds the service overrides from [`SERVICE_OVERRIDES_ENV`], if set.
     pub fn with_env(mut self) -> anyhow::Result<Self> {
         if let Ok(value) = std::env::var(SERVICE_OVERRIDES_ENV) {
-            self.service_overrides.extend(parse_service_overrides(&value)?);
+            self.service_overrides
+                .extend(parse_service_overrides(&value)?);
         }
         Ok(self)
     }
@@ -95,9 +96,9 @@ pub fn parse_service_overrides(value: &str) -> anyhow::Result<HashMap<String, So
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|pair| {
-            let (service, addr) = pair
-                .split_once('=')
-                .with_context(|| format!("{SERVICE_OVERRIDES_ENV}: expected ns/name=addr, got {pair:?}"))?;
+            let (service, addr) = pair.split_once('=').with_context(|| {
+                format!("{SERVICE_OVERRIDES_ENV}: expected ns/name=addr, got {pair:?}")
+            })?;
             let addr = addr
                 .parse()
                 .with_context(|| format!("{SERVICE_OVERRIDES_ENV}: bad address in {pair:?}"))?;
@@ -160,8 +161,7 @@ impl ApiServer {
                 true,
             ),
         };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 store: store::Store::new(config.watch_window),

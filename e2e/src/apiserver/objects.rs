@@ -12,7 +12,8 @@ use super::{
 };
 
 /// Namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
@@ -66,7 +67,9 @@ pub fn prepare_create(
     mut obj: Value,
 ) -> Result<Value, ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the request body is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body is not a JSON object",
+        ));
     }
     if let Some(kind) = obj["kind"].as_str()
         && !kind.is_empty()
@@ -117,7 +120,10 @@ fn default_pod(pod: &mut Value) {
     if !spec.is_object() {
         *spec = json!({});
     }
-    if spec["serviceAccountName"].as_str().is_none_or(str::is_empty) {
+    if spec["serviceAccountName"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
         spec["serviceAccountName"] = json!("default");
     }
     spec["serviceAccount"] = spec["serviceAccountName"].clone();
@@ -168,7 +174,11 @@ pub fn commit_create(
             &[Cause::new("metadata.name", problem)],
         ));
     }
-    if inner.store.get(&res.storage_key(), &namespace, &name).is_some() {
+    if inner
+        .store
+        .get(&res.storage_key(), &namespace, &name)
+        .is_some()
+    {
         return Err(ApiError::already_exists(&gr, &name));
     }
     // Status is not the creator's to set where a status subresource exists.
@@ -220,9 +230,13 @@ pub fn commit_create(
     if dry_run {
         return Ok(obj);
     }
-    inner
-        .store
-        .put(&res.storage_key(), &namespace, &name, obj.clone(), EventType::Added);
+    inner.store.put(
+        &res.storage_key(),
+        &namespace,
+        &name,
+        obj.clone(),
+        EventType::Added,
+    );
     after_create(inner, res, &obj)?;
     Ok(obj)
 }
@@ -243,17 +257,27 @@ fn after_create(inner: &mut Inner, res: &ApiResource, obj: &Value) -> Result<(),
 pub fn ensure_namespace_defaults(inner: &mut Inner, ns: &str) -> Result<(), ApiError> {
     let ca = inner.ca_pem.clone();
     let defaults = [
-        ("serviceaccounts", json!({ "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": { "name": "default", "namespace": ns } })),
-        ("configmaps", json!({ "apiVersion": "v1", "kind": "ConfigMap",
+        (
+            "serviceaccounts",
+            json!({ "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "default", "namespace": ns } }),
+        ),
+        (
+            "configmaps",
+            json!({ "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": { "name": "kube-root-ca.crt", "namespace": ns },
-            "data": { "ca.crt": ca } })),
+            "data": { "ca.crt": ca } }),
+        ),
     ];
     for (plural, obj) in defaults {
         let Some(res) = inner.registry.find("", "v1", plural).cloned() else {
             continue;
         };
-        if inner.store.get(&res.storage_key(), ns, name_of(&obj)).is_none() {
+        if inner
+            .store
+            .get(&res.storage_key(), ns, name_of(&obj))
+            .is_none()
+        {
             commit_create(inner, &res, obj, false)?;
         }
     }
@@ -312,7 +336,9 @@ pub fn update(
     let name = name_of(old).to_owned();
     let namespace = namespace_of(old).to_owned();
     if !new.is_object() {
-        return Err(ApiError::bad_request("the request body is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body is not a JSON object",
+        ));
     }
     let given_name = name_of(&new);
     if !given_name.is_empty() && given_name != name {
@@ -409,14 +435,22 @@ pub fn update(
     let rv = inner.store.next_rv();
     meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
     if deleting && !finalizers_left {
-        inner
-            .store
-            .put(&res.storage_key(), &namespace, &name, new.clone(), EventType::Modified);
+        inner.store.put(
+            &res.storage_key(),
+            &namespace,
+            &name,
+            new.clone(),
+            EventType::Modified,
+        );
         return remove(inner, res, &namespace, &name);
     }
-    inner
-        .store
-        .put(&res.storage_key(), &namespace, &name, new.clone(), EventType::Modified);
+    inner.store.put(
+        &res.storage_key(),
+        &namespace,
+        &name,
+        new.clone(),
+        EventType::Modified,
+    );
     if res.group == "apiextensions.k8s.io" {
         crd::register(&mut inner.registry, &new);
     }
@@ -434,7 +468,11 @@ pub fn delete(
     dry_run: bool,
 ) -> Result<(Value, bool), ApiError> {
     let gr = res.group_resource();
-    let Some(old) = inner.store.get(&res.storage_key(), namespace, name).cloned() else {
+    let Some(old) = inner
+        .store
+        .get(&res.storage_key(), namespace, name)
+        .cloned()
+    else {
         return Err(ApiError::not_found(&gr, name));
     };
     if let Some(rv) = precondition_rv
@@ -464,9 +502,13 @@ pub fn delete(
         let generation = m.get("generation").and_then(Value::as_i64).unwrap_or(1) + 1;
         m.insert("generation".into(), json!(generation));
     }
-    inner
-        .store
-        .put(&res.storage_key(), namespace, name, new.clone(), EventType::Modified);
+    inner.store.put(
+        &res.storage_key(),
+        namespace,
+        name,
+        new.clone(),
+        EventType::Modified,
+    );
     Ok((new, false))
 }
 

@@ -135,7 +135,9 @@ pub fn strategic_merge(doc: &mut Value, patch: &Value) {
 fn merge_list_by_name(current: &mut Vec<Value>, items: &[Value]) {
     for item in items {
         let name = item.get("name").cloned();
-        let position = current.iter().position(|c| name.is_some() && c.get("name") == name.as_ref());
+        let position = current
+            .iter()
+            .position(|c| name.is_some() && c.get("name") == name.as_ref());
         let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
         match (position, delete) {
             (Some(i), true) => {

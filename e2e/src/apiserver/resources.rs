@@ -109,14 +109,8 @@ impl Registry {
     pub fn new() -> Self {
         let mut ns = ApiResource::builtin("", "v1", "namespaces", "Namespace", false, &["ns"]);
         ns.status_subresource = true;
-        let mut sa = ApiResource::builtin(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            &["sa"],
-        );
+        let mut sa =
+            ApiResource::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]);
         sa.extra_subresources.push((
             "token".into(),
             "authentication.k8s.io".into(),
@@ -166,9 +160,7 @@ impl Registry {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &ApiResource> {
-        self.builtins
-            .iter()
-            .chain(self.custom.values().flatten())
+        self.builtins.iter().chain(self.custom.values().flatten())
     }
 
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ApiResource> {

@@ -51,7 +51,11 @@ fn set_of(s: &str) -> Result<BTreeSet<String>, ApiError> {
         .trim()
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: expected a set in parentheses, got {s:?}")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: expected a set in parentheses, got {s:?}"
+            ))
+        })?;
     Ok(inner
         .split(',')
         .map(|v| v.trim().to_owned())
@@ -166,7 +170,10 @@ impl FieldSelector {
             let field = field.trim();
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
                 || (is_pod
-                    && matches!(field, "spec.serviceAccountName" | "spec.nodeName" | "status.phase"));
+                    && matches!(
+                        field,
+                        "spec.serviceAccountName" | "spec.nodeName" | "status.phase"
+                    ));
             if !supported {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
@@ -211,7 +218,14 @@ mod tests {
         for s in yes {
             assert!(LabelSelector::parse(s)?.matches(&labels), "{s}");
         }
-        let no = ["app=db", "app!=web", "tier in (back)", "env notin (prod)", "missing", "!app"];
+        let no = [
+            "app=db",
+            "app!=web",
+            "tier in (back)",
+            "env notin (prod)",
+            "missing",
+            "!app",
+        ];
         for s in no {
             assert!(!LabelSelector::parse(s)?.matches(&labels), "{s}");
         }
@@ -221,7 +235,9 @@ mod tests {
     #[test]
     fn field_selectors_check_supported_fields() -> Result<(), ApiError> {
         let pod = json!({ "metadata": { "name": "p", "namespace": "n" }, "spec": { "serviceAccountName": "sa" } });
-        assert!(FieldSelector::parse("metadata.name=p,spec.serviceAccountName=sa", true)?.matches(&pod));
+        assert!(
+            FieldSelector::parse("metadata.name=p,spec.serviceAccountName=sa", true)?.matches(&pod)
+        );
         assert!(!FieldSelector::parse("metadata.namespace!=n", true)?.matches(&pod));
         assert!(FieldSelector::parse("spec.serviceAccountName=sa", false).is_err());
         Ok(())

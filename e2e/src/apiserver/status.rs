@@ -115,7 +115,11 @@ impl ApiError {
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
         Self {
             details: Some(details(gr, name)),
-            ..Self::new(409, "AlreadyExists", format!("{gr} \"{name}\" already exists"))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{gr} \"{name}\" already exists"),
+            )
         }
     }
 
@@ -156,7 +160,11 @@ impl ApiError {
             .collect();
         Self {
             details: Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes })),
-            ..Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {summary}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} \"{name}\" is invalid: {summary}"),
+            )
         }
     }
 
@@ -215,12 +223,21 @@ impl ApiError {
         let message = message.into();
         Self {
             details: Some(json!({ "causes": [{ "message": message }] })),
-            ..Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+            ..Self::new(
+                500,
+                "InternalError",
+                format!("Internal error occurred: {message}"),
+            )
         }
     }
 
     /// An error whose code, reason and message were decided elsewhere (an admission webhook).
-    pub fn custom(code: u16, reason: &'static str, message: String, details: Option<Value>) -> Self {
+    pub fn custom(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        details: Option<Value>,
+    ) -> Self {
         Self {
             code,
             reason,

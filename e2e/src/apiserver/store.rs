@@ -94,7 +94,14 @@ impl Store {
     }
 
     /// Stores `object` (whose resourceVersion the caller already set to `rv`) and logs the event.
-    pub fn put(&mut self, storage: &str, namespace: &str, name: &str, object: Value, kind: EventType) {
+    pub fn put(
+        &mut self,
+        storage: &str,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        kind: EventType,
+    ) {
         let rv = rv_of(&object);
         let prev = self.objects.insert(
             (storage.to_owned(), namespace.to_owned(), name.to_owned()),
@@ -105,12 +112,19 @@ impl Store {
 
     /// Removes an object; the DELETED event carries it with a fresh resourceVersion.
     pub fn remove(&mut self, storage: &str, namespace: &str, name: &str) -> Option<Value> {
-        let mut object = self
-            .objects
-            .remove(&(storage.to_owned(), namespace.to_owned(), name.to_owned()))?;
+        let mut object =
+            self.objects
+                .remove(&(storage.to_owned(), namespace.to_owned(), name.to_owned()))?;
         let rv = self.next_rv();
         object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        self.record(storage, namespace, EventType::Deleted, object.clone(), None, rv);
+        self.record(
+            storage,
+            namespace,
+            EventType::Deleted,
+            object.clone(),
+            None,
+            rv,
+        );
         Some(object)
     }
 

@@ -102,7 +102,12 @@ pub fn eval(obj: &Value, path: &str) -> Option<Value> {
                 current = current
                     .as_array()?
                     .iter()
-                    .find(|item| eval(item, key.trim()).and_then(|v| v.as_str().map(str::to_owned)).as_deref() == Some(value))?
+                    .find(|item| {
+                        eval(item, key.trim())
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .as_deref()
+                            == Some(value)
+                    })?
                     .clone();
             } else {
                 current = current.get(inside.parse::<usize>().ok()?)?.clone();

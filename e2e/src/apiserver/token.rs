@@ -46,7 +46,11 @@ pub struct TokenSpec<'a> {
 }
 
 /// Signs a token with exactly the claims kube-apiserver puts in a bound service-account token.
-pub fn issue(shared: &Shared, spec: &TokenSpec<'_>, sa_uid: &str) -> Result<(String, i64), ApiError> {
+pub fn issue(
+    shared: &Shared,
+    spec: &TokenSpec<'_>,
+    sa_uid: &str,
+) -> Result<(String, i64), ApiError> {
     let issuer = shared
         .issuer
         .get()
@@ -87,9 +91,16 @@ pub fn token_request(
         .map_err(|e| ApiError::bad_request(format!("error decoding the TokenRequest: {e}")))?;
     let namespace = target.namespace.clone().unwrap_or_default();
     let spec = &request["spec"];
-    let expiration = spec["expirationSeconds"].as_i64().unwrap_or(DEFAULT_EXPIRATION);
+    let expiration = spec["expirationSeconds"]
+        .as_i64()
+        .unwrap_or(DEFAULT_EXPIRATION);
     let invalid = |field: &str, message: String| {
-        ApiError::invalid("authentication.k8s.io", "TokenRequest", name, &[Cause::new(field, message)])
+        ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            name,
+            &[Cause::new(field, message)],
+        )
     };
     if expiration < MIN_EXPIRATION {
         return Err(invalid(
@@ -100,7 +111,9 @@ pub fn token_request(
     if expiration > 1 << 32 {
         return Err(invalid(
             "spec.expirationSeconds",
-            format!("Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"),
+            format!(
+                "Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"
+            ),
         ));
     }
     let issuer_url = shared.url().to_owned();
@@ -121,7 +134,10 @@ pub fn token_request(
             .store
             .get("/serviceaccounts", &namespace, name)
             .ok_or_else(|| ApiError::not_found(&target.res.group_resource(), name))?;
-        let sa_uid = sa["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+        let sa_uid = sa["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let bound = &spec["boundObjectRef"];
         let pod = if bound.is_null() {
             None
@@ -130,17 +146,25 @@ pub fn token_request(
             if kind != "Pod" && kind != "Secret" && kind != "Node" {
                 return Err(invalid(
                     "spec.boundObjectRef.kind",
-                    format!("Unsupported value: {kind:?}: supported values: \"Pod\", \"Secret\", \"Node\""),
+                    format!(
+                        "Unsupported value: {kind:?}: supported values: \"Pod\", \"Secret\", \"Node\""
+                    ),
                 ));
             }
             let pod_name = bound["name"].as_str().unwrap_or_default();
             let storage = if kind == "Pod" { "/pods" } else { "/secrets" };
-            let gr = GroupResource { group: String::new(), resource: format!("{}s", kind.to_lowercase()) };
+            let gr = GroupResource {
+                group: String::new(),
+                resource: format!("{}s", kind.to_lowercase()),
+            };
             let obj = inner
                 .store
                 .get(storage, &namespace, pod_name)
                 .ok_or_else(|| ApiError::not_found(&gr, pod_name))?;
-            let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+            let uid = obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
                 && want != uid
             {

@@ -44,7 +44,10 @@ impl Filter {
     /// What a watcher of this selection sees of `event`, if anything.
     fn view(&self, event: &Event) -> Option<&'static str> {
         if event.storage != self.storage
-            || self.namespace.as_ref().is_some_and(|ns| *ns != event.namespace)
+            || self
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| *ns != event.namespace)
         {
             return None;
         }
@@ -69,7 +72,9 @@ pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Res
         labels,
         fields,
     };
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
     let timeout = query
         .get("timeoutSeconds")
@@ -79,9 +84,8 @@ pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Res
         .get("resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0")
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version: {v:?}"))
-            })
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))
         })
         .transpose()?;
 

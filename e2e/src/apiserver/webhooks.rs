@@ -7,10 +7,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
 use super::{
-    Inner, Shared, objects,
-    resources::ApiResource,
-    selectors::LabelSelector,
-    status::ApiError,
+    Inner, Shared, objects, resources::ApiResource, selectors::LabelSelector, status::ApiError,
     store,
 };
 
@@ -83,18 +80,21 @@ pub fn matching(
     let namespace_labels = if res.plural == "namespaces" && res.group.is_empty() {
         Some(obj["metadata"]["labels"].clone())
     } else if res.namespaced {
-        inner
-            .store
-            .get("/namespaces", objects::namespace_of(obj), objects::namespace_of(obj))
-            .map(|ns| ns["metadata"]["labels"].clone())
+        Some(
+            inner
+                .store
+                .get("/namespaces", "", objects::namespace_of(obj))
+                .map(|ns| ns["metadata"]["labels"].clone())
+                .unwrap_or_default(),
+        )
     } else {
         None
     };
     let mut hooks = Vec::new();
-    for config in inner
-        .store
-        .list("admissionregistration.k8s.io/mutatingwebhookconfigurations", None)
-    {
+    for config in inner.store.list(
+        "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        None,
+    ) {
         for webhook in config["webhooks"].as_array().into_iter().flatten() {
             let rules_ok = webhook["rules"]
                 .as_array()
