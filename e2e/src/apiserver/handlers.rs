@@ -13,7 +13,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Shared, discovery, objects,
+    Shared, discovery, objects, openapi,
     patch::{self, PatchType},
     resources::ApiResource,
     selectors::{FieldSelector, LabelSelector},
@@ -112,6 +112,8 @@ async fn route(
         [".well-known", "openid-configuration"] => return Ok(token::openid_configuration(shared)),
         ["openid", "v1", "jwks"] => return Ok(token::jwks(shared)),
         ["api"] => return Ok(discovery::core_versions(shared)),
+        ["openapi", "v3"] => return Ok(openapi::index(shared)),
+        ["openapi", "v3", rest @ ..] => return openapi::document(shared, rest),
         ["apis"] => return Ok(discovery::groups(shared, headers)),
         ["apis", group] => return discovery::group(shared, group),
         ["api", "v1"] => return discovery::resources(shared, "", "v1"),

@@ -10,6 +10,7 @@ mod crd;
 mod discovery;
 mod handlers;
 mod objects;
+mod openapi;
 mod patch;
 mod resources;
 mod selectors;
