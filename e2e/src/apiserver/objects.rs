@@ -182,10 +182,10 @@ pub fn commit_create(
         return Err(ApiError::already_exists(&gr, &name));
     }
     // Status is not the creator's to set where a status subresource exists.
-    if res.status_subresource {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if res.status_subresource
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     match (res.group.as_str(), res.plural.as_str()) {
         ("", "pods") => obj["status"] = json!({ "phase": "Pending", "qosClass": "BestEffort" }),
