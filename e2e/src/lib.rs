@@ -4,5 +4,6 @@
 
 pub mod faults;
 pub mod oidc;
+pub mod schema;
 pub mod serve;
 pub mod tls;
