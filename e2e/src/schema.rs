@@ -148,10 +148,8 @@ fn check_node(node: &Value, path: &str, in_junctor: bool, errors: &mut Vec<Strin
         }
     }
 
-    if !in_junctor {
-        if let Some(default) = obj.get("default") {
-            check_default(node, default, path, errors);
-        }
+    if !in_junctor && let Some(default) = obj.get("default") {
+        check_default(node, default, path, errors);
     }
 }
 
