@@ -203,6 +203,32 @@ fn check_default(node: &Value, default: &Value, path: &str, errors: &mut Vec<Str
     }
 }
 
+/// CEL rules in `schema` that do not compile, each with the path of the node that carries it.
+/// The API server refuses a CRD with such a rule.
+pub fn cel_compile_errors(schema: &Value) -> Vec<String> {
+    fn walk(node: &kube::core::cel::CompiledSchema, path: &str, out: &mut Vec<String>) {
+        for error in node.compilation_errors() {
+            out.push(format!("{path}: {error}"));
+        }
+        for (name, child) in &node.properties {
+            walk(child, &format!("{path}.{name}"), out);
+        }
+        if let Some(items) = &node.items {
+            walk(items, &format!("{path}[*]"), out);
+        }
+        if let Some(additional) = &node.additional_properties {
+            walk(additional, &format!("{path}{{*}}"), out);
+        }
+        for child in node.all_of.iter().chain(&node.one_of).chain(&node.any_of) {
+            walk(child, path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&kube::core::cel::compile_schema(schema), "<root>", &mut out);
+    out.sort();
+    out
+}
+
 /// Validates `obj` against `schema`: OpenAPI constraints, then the CEL rules (with `old` for
 /// transition rules on update). Defaults should already have been applied, as the API server
 /// does before validating.
@@ -497,6 +523,17 @@ mod tests {
             errors.contains("properties.bad_default.default"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn cel_rules_that_do_not_compile_are_reported_with_their_path() {
+        assert_eq!(cel_compile_errors(&schema()), Vec::<String>::new());
+        let mut broken = schema();
+        broken["properties"]["spec"]["properties"]["count"]["x-kubernetes-validations"] =
+            json!([{"rule": "self >= 1 &&"}]);
+        let errors = cel_compile_errors(&broken);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("<root>.spec.count: "), "{errors:?}");
     }
 
     #[test]
