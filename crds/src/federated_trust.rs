@@ -128,7 +128,7 @@ pub struct AwsTrust {
 
     /// Tags added to every IAM object Passport creates, next to its ownership tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 40))]
+    #[schemars(extend("maxProperties" = 40))]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -205,7 +205,7 @@ pub struct GcpTrust {
     /// `attribute.service_account_name=assertion['kubernetes.io']['serviceaccount']['name']`.
     /// GCP limits `google.subject` to 127 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 50), inner(length(max = 2048)))]
+    #[schemars(extend("maxProperties" = 52))]
     #[x_kube(validation = Rule::new("'google.subject' in self")
         .message("attributeMapping must map google.subject, e.g. google.subject: assertion.sub"))]
     pub attribute_mapping: Option<BTreeMap<String, String>>,

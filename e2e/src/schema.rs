@@ -206,27 +206,59 @@ fn check_default(node: &Value, default: &Value, path: &str, errors: &mut Vec<Str
 /// CEL rules in `schema` that do not compile, each with the path of the node that carries it.
 /// The API server refuses a CRD with such a rule.
 pub fn cel_compile_errors(schema: &Value) -> Vec<String> {
-    fn walk(node: &kube::core::cel::CompiledSchema, path: &str, out: &mut Vec<String>) {
-        for error in node.compilation_errors() {
-            out.push(format!("{path}: {error}"));
-        }
-        for (name, child) in &node.properties {
-            walk(child, &format!("{path}.{name}"), out);
-        }
-        if let Some(items) = &node.items {
-            walk(items, &format!("{path}[*]"), out);
-        }
-        if let Some(additional) = &node.additional_properties {
-            walk(additional, &format!("{path}{{*}}"), out);
-        }
-        for child in node.all_of.iter().chain(&node.one_of).chain(&node.any_of) {
-            walk(child, path, out);
-        }
-    }
     let mut out = Vec::new();
-    walk(&kube::core::cel::compile_schema(schema), "<root>", &mut out);
+    walk_compiled(
+        &kube::core::cel::compile_schema(schema),
+        "<root>",
+        &mut |node, path| {
+            for error in node.compilation_errors() {
+                out.push(format!("{path}: {error}"));
+            }
+        },
+    );
     out.sort();
     out
+}
+
+/// CEL rules that may use an unknown variable or blow the API server's cost budget (kube-cel's
+/// static analysis: a coarse estimate that catches rules over unbounded lists and strings).
+pub fn cel_warnings(schema: &Value) -> Vec<String> {
+    use kube::core::cel::{ScopeContext, analyze_rule};
+    let mut out = Vec::new();
+    walk_compiled(
+        &kube::core::cel::compile_schema(schema),
+        "<root>",
+        &mut |node, path| {
+            for compiled in node.validations.iter().flatten() {
+                for warning in analyze_rule(&compiled.rule.rule, node, ScopeContext::CrdValidation)
+                {
+                    out.push(format!("{path}: {}: {}", warning.rule, warning.message));
+                }
+            }
+        },
+    );
+    out.sort();
+    out
+}
+
+fn walk_compiled(
+    node: &kube::core::cel::CompiledSchema,
+    path: &str,
+    visit: &mut dyn FnMut(&kube::core::cel::CompiledSchema, &str),
+) {
+    visit(node, path);
+    for (name, child) in &node.properties {
+        walk_compiled(child, &format!("{path}.{name}"), visit);
+    }
+    if let Some(items) = &node.items {
+        walk_compiled(items, &format!("{path}[*]"), visit);
+    }
+    if let Some(additional) = &node.additional_properties {
+        walk_compiled(additional, &format!("{path}{{*}}"), visit);
+    }
+    for child in node.all_of.iter().chain(&node.one_of).chain(&node.any_of) {
+        walk_compiled(child, path, visit);
+    }
 }
 
 /// Validates `obj` against `schema`: OpenAPI constraints, then the CEL rules (with `old` for
@@ -531,6 +563,12 @@ mod tests {
         let mut broken = schema();
         broken["properties"]["spec"]["properties"]["count"]["x-kubernetes-validations"] =
             json!([{"rule": "self >= 1 &&"}]);
+        let mut unbounded = schema();
+        unbounded["properties"]["spec"]["properties"]["list"] = json!({
+            "type": "array", "items": {"type": "string"},
+            "x-kubernetes-validations": [{"rule": "self.all(x, self.all(y, x != y || x == y))"}]
+        });
+        assert_ne!(cel_warnings(&unbounded), Vec::<String>::new());
         let errors = cel_compile_errors(&broken);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with("<root>.spec.count: "), "{errors:?}");

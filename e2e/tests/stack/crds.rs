@@ -88,6 +88,46 @@ fn generated_crds_are_structural_and_their_cel_rules_compile() {
     }
 }
 
+/// The API server estimates each CEL rule's worst-case cost from the schema's bounds and refuses
+/// a CRD whose rules could exceed the budget; every node a rule runs over must be bounded.
+#[test]
+fn every_node_with_a_cel_rule_is_bounded() {
+    fn walk(node: &Value, path: &str, unbounded: &mut Vec<String>) {
+        if node.get("x-kubernetes-validations").is_some() {
+            let bounded = |n: &Value| match n.get("type").and_then(Value::as_str) {
+                Some("string") => n.get("maxLength").is_some() || n.get("enum").is_some(),
+                Some("array") => n.get("maxItems").is_some(),
+                Some("object") => n.get("properties").is_some() || n.get("maxProperties").is_some(),
+                _ => true,
+            };
+            if !bounded(node) {
+                unbounded.push(path.to_owned());
+            }
+            if let Some(items) = node.get("items").filter(|i| !bounded(i)) {
+                unbounded.push(format!("{path}[*] ({})", items["type"]));
+            }
+        }
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (name, child) in props {
+                walk(child, &format!("{path}.{name}"), unbounded);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = node.get(key).filter(|c| c.is_object()) {
+                walk(child, &format!("{path}[*]"), unbounded);
+            }
+        }
+    }
+    for (kind, schema) in schemas() {
+        let mut unbounded = Vec::new();
+        walk(&schema, &kind, &mut unbounded);
+        assert!(
+            unbounded.is_empty(),
+            "CEL rules over unbounded values: {unbounded:?}"
+        );
+    }
+}
+
 /// `kubectl explain` shows the schema's descriptions: every field must have one.
 #[test]
 fn every_field_is_documented() {
