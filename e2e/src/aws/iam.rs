@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_iam::error::ProvideErrorMetadata as _;
 use axum::{
     Router,
     body::Bytes,
@@ -11,7 +12,6 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use aws_sdk_iam::error::ProvideErrorMetadata as _;
 
 use super::{query, quota, trust};
 
@@ -73,15 +73,19 @@ async fn handle(
                 .await
         }
         Some("UpdateAssumeRolePolicy") => {
-            front
-                .check_trust_policy(params.get("PolicyDocument"))
-                .await
+            front.check_trust_policy(params.get("PolicyDocument")).await
         }
         Some("AddClientIDToOpenIDConnectProvider") => {
-            return front.edit_client_ids(&params, true).await.unwrap_or_else(|e| e);
+            return front
+                .edit_client_ids(&params, true)
+                .await
+                .unwrap_or_else(|e| e);
         }
         Some("RemoveClientIDFromOpenIDConnectProvider") => {
-            return front.edit_client_ids(&params, false).await.unwrap_or_else(|e| e);
+            return front
+                .edit_client_ids(&params, false)
+                .await
+                .unwrap_or_else(|e| e);
         }
         Some("DeleteOpenIDConnectProvider") => front.provider_exists(&params).await,
         _ => Ok(()),
@@ -132,8 +136,10 @@ impl IamFront {
     async fn read_provider(
         &self,
         arn: &str,
-    ) -> Result<aws_sdk_iam::operation::get_open_id_connect_provider::GetOpenIdConnectProviderOutput, Response>
-    {
+    ) -> Result<
+        aws_sdk_iam::operation::get_open_id_connect_provider::GetOpenIdConnectProviderOutput,
+        Response,
+    > {
         self.moto
             .get_open_id_connect_provider()
             .open_id_connect_provider_arn(arn)
@@ -148,7 +154,10 @@ impl IamFront {
                 _ => iam_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "ServiceFailure",
-                    &format!("reading the provider from moto: {}", e.message().unwrap_or("error")),
+                    &format!(
+                        "reading the provider from moto: {}",
+                        e.message().unwrap_or("error")
+                    ),
                 ),
             })
     }
@@ -224,9 +233,17 @@ impl IamFront {
         Ok(query::success(NAMESPACE, &action, None))
     }
 
-    async fn forward(&self, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+    async fn forward(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut request = self.http.request(method, format!("{}{path}", self.moto_url));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.moto_url));
         for (name, value) in headers {
             if !is_hop_header(name) {
                 request = request.header(name, value);

@@ -68,13 +68,19 @@ impl Aws {
         };
         let iam_faults = Faults::default();
         let sts_faults = Faults::default();
-        let iam = crate::faults::wrap(
-            IamFront::new(moto.url(), options.trust_policy_quota)?.router(),
-            iam_faults.clone(),
+        let iam = query::aws_shaped_faults(
+            crate::faults::wrap(
+                IamFront::new(moto.url(), options.trust_policy_quota)?.router(),
+                iam_faults.clone(),
+            ),
+            iam::NAMESPACE,
         );
-        let sts = crate::faults::wrap(
-            StsFront::new(moto.url(), oidc_client).router(),
-            sts_faults.clone(),
+        let sts = query::aws_shaped_faults(
+            crate::faults::wrap(
+                StsFront::new(moto.url(), oidc_client).router(),
+                sts_faults.clone(),
+            ),
+            sts::NAMESPACE,
         );
         Ok(Self {
             iam_http: Server::http(iam.clone()).await?,

@@ -93,7 +93,10 @@ impl Moto {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("moto did not answer on {} within {STARTUP_TIMEOUT:?}", self.url);
+                bail!(
+                    "moto did not answer on {} within {STARTUP_TIMEOUT:?}",
+                    self.url
+                );
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(250));

@@ -120,6 +120,42 @@ pub fn error(namespace: &str, status: StatusCode, code: &str, message: &str) -> 
     xml(status, &request_id, body)
 }
 
+/// Re-shapes the fault middleware's injected errors (JSON, shared by all fakes) into AWS Query
+/// errors so SDKs classify them as AWS would: `Throttling` for 429, `ServiceUnavailable` for
+/// 503, `InternalFailure` for 500. Layer it outside `faults::wrap`; the fronts themselves never
+/// answer JSON.
+pub fn aws_shaped_faults(router: axum::Router, namespace: &'static str) -> axum::Router {
+    router.layer(axum::middleware::map_response(
+        move |response: Response| async move {
+            let json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            let status = response.status();
+            if !json || !(status.is_client_error() || status.is_server_error()) {
+                return response;
+            }
+            let (code, message) = match status {
+                StatusCode::TOO_MANY_REQUESTS => ("Throttling", "Rate exceeded"),
+                StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "Service is unavailable"),
+                StatusCode::INTERNAL_SERVER_ERROR => {
+                    ("InternalFailure", "An internal error occurred")
+                }
+                _ => (
+                    "InjectedFault",
+                    status.canonical_reason().unwrap_or("Injected fault"),
+                ),
+            };
+            let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+            let mut shaped = error(namespace, status, code, message);
+            if let Some(value) = retry_after {
+                shaped.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            shaped
+        },
+    ))
+}
+
 fn xml(status: StatusCode, request_id: &str, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
@@ -136,7 +172,9 @@ mod tests {
 
     #[test]
     fn params_merge_query_and_form_and_list_members() -> Result<(), String> {
-        let body = Bytes::from_static(b"Action=X&ClientIDList.member.1=a&ClientIDList.member.2=b%2Bc&T=1+2");
+        let body = Bytes::from_static(
+            b"Action=X&ClientIDList.member.1=a&ClientIDList.member.2=b%2Bc&T=1+2",
+        );
         let params = Params::parse(Some("Version=2011-06-15&Action=Y"), &body)?;
         assert_eq!(params.get("Action"), Some("X"));
         assert_eq!(params.get("Version"), Some("2011-06-15"));

@@ -9,7 +9,13 @@ pub const REGION: &str = "us-east-1";
 
 /// Static credentials moto accepts (it does not check them).
 pub fn test_credentials() -> Credentials {
-    Credentials::new("AKIAIOSFODNN7EXAMPLE", "testing", None, None, "passport-e2e")
+    Credentials::new(
+        "AKIAIOSFODNN7EXAMPLE",
+        "testing",
+        None,
+        None,
+        "passport-e2e",
+    )
 }
 
 /// An SDK HTTP client that trusts only `ca_pem` (the stack CA), for HTTPS endpoints.

@@ -162,7 +162,8 @@ fn principal_matches(principal: &Value, who: &str) -> bool {
         Value::String(s) => s == "*",
         // `{"AWS": "*"}` is IAM's other spelling of "everyone".
         Value::Object(map) => {
-            map.get("AWS").is_some_and(|a| strings(a).iter().any(|p| p == "*"))
+            map.get("AWS")
+                .is_some_and(|a| strings(a).iter().any(|p| p == "*"))
                 || map
                     .get("Federated")
                     .is_some_and(|f| strings(f).iter().any(|p| p == who))

@@ -187,9 +187,7 @@ fn conditions_on_sub_and_aud() {
 
 #[test]
 fn principal_and_action_select_statements() {
-    let statement = |principal: Value, action: Value| {
-        json!({"Statement": {"Effect": "Allow", "Principal": principal, "Action": action}})
-    };
+    let statement = |principal: Value, action: Value| json!({"Statement": {"Effect": "Allow", "Principal": principal, "Action": action}});
     let other = "arn:aws:iam::123456789012:oidc-provider/other.test";
     let cases: &[(&str, Value, Decision)] = &[
         (
@@ -276,7 +274,11 @@ fn an_explicit_deny_wins_over_any_allow() {
 fn malformed_documents_are_refused() {
     let cases: &[(&str, &str, PolicyError)] = &[
         ("not json", "{", PolicyError::InvalidJson),
-        ("no statement", r#"{"Version":"2012-10-17"}"#, PolicyError::Syntax),
+        (
+            "no statement",
+            r#"{"Version":"2012-10-17"}"#,
+            PolicyError::Syntax,
+        ),
         (
             "bad effect",
             r#"{"Statement":{"Effect":"Maybe","Principal":"*","Action":"*"}}"#,
@@ -333,5 +335,9 @@ fn glob_matches_like_iam() {
     for (pattern, text, want) in cases {
         assert_eq!(glob(pattern, text, false), want, "{pattern} vs {text}");
     }
-    assert!(glob("sts:assumerole*", "sts:AssumeRoleWithWebIdentity", true));
+    assert!(glob(
+        "sts:assumerole*",
+        "sts:AssumeRoleWithWebIdentity",
+        true
+    ));
 }

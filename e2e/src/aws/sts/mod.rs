@@ -7,6 +7,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
+use aws_sdk_iam::error::ProvideErrorMetadata as _;
 use axum::{
     Router,
     body::Bytes,
@@ -14,7 +15,6 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
     response::Response,
 };
-use aws_sdk_iam::error::ProvideErrorMetadata as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
@@ -79,7 +79,12 @@ impl Refusal {
     }
 }
 
-async fn handle(State(front): State<StsFront>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(front): State<StsFront>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = match Params::parse(uri.query(), &body) {
         Ok(params) => params,
         Err(e) => return Refusal::bad("MalformedQueryString", e).into_response(),
@@ -88,7 +93,10 @@ async fn handle(State(front): State<StsFront>, uri: Uri, headers: HeaderMap, bod
     if params.get("Version").is_some_and(|v| v != VERSION) || action.is_empty() {
         return Refusal::bad(
             "InvalidAction",
-            format!("Could not find operation {action} for version {}", params.get("Version").unwrap_or_default()),
+            format!(
+                "Could not find operation {action} for version {}",
+                params.get("Version").unwrap_or_default()
+            ),
         )
         .into_response();
     }
@@ -113,13 +121,20 @@ struct Identity {
 
 impl StsFront {
     async fn assume_role_with_web_identity(&self, params: &Params) -> Result<Response, Refusal> {
-        let input = validate::assume_input(params).map_err(|m| Refusal::bad("ValidationError", m))?;
+        let input =
+            validate::assume_input(params).map_err(|m| Refusal::bad("ValidationError", m))?;
         let role = validate::role_arn(&input.role_arn)
             .ok_or_else(|| Refusal::bad("ValidationError", "Request ARN is invalid"))?;
         let identity = self.verify_token(&input.token, &role).await?;
 
         // STS does not say whether a role exists: a missing role is the same AccessDenied.
-        let found = self.inner.moto.get_role().role_name(&role.name).send().await;
+        let found = self
+            .inner
+            .moto
+            .get_role()
+            .role_name(&role.name)
+            .send()
+            .await;
         let Some(found) = found.ok().and_then(|o| o.role) else {
             return Err(Refusal::denied());
         };
@@ -139,9 +154,11 @@ impl StsFront {
             return Err(Refusal::denied());
         }
 
-        let max = found.max_session_duration().map_or(validate::DEFAULT_DURATION, |m| {
-            u32::try_from(m).unwrap_or(validate::DEFAULT_DURATION)
-        });
+        let max = found
+            .max_session_duration()
+            .map_or(validate::DEFAULT_DURATION, |m| {
+                u32::try_from(m).unwrap_or(validate::DEFAULT_DURATION)
+            });
         let duration = input.duration.unwrap_or(validate::DEFAULT_DURATION);
         if duration > max {
             return Err(Refusal::bad(
@@ -149,7 +166,8 @@ impl StsFront {
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
             ));
         }
-        let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
+        let now =
+            Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
         let session = self.inner.sessions.issue(
             format!(
                 "arn:{}:sts::{}:assumed-role/{}/{}",
@@ -175,15 +193,26 @@ impl StsFront {
             escape(&identity.provider_arn),
             escape(&identity.audience),
         );
-        Ok(query::success(NAMESPACE, "AssumeRoleWithWebIdentity", Some(&result)))
+        Ok(query::success(
+            NAMESPACE,
+            "AssumeRoleWithWebIdentity",
+            Some(&result),
+        ))
     }
 
     /// Finds the IAM OIDC provider for the token's issuer, checks the audience against its client
     /// IDs, then verifies signature, `exp`, `nbf` and `iss` against the issuer's JWKS.
-    async fn verify_token(&self, token: &str, role: &validate::RoleArn) -> Result<Identity, Refusal> {
+    async fn verify_token(
+        &self,
+        token: &str,
+        role: &validate::RoleArn,
+    ) -> Result<Identity, Refusal> {
         let claims = crate::oidc::peek_claims(token)
             .map_err(|_| Refusal::invalid_token("Couldn't parse the web identity token"))?;
-        let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let issuer = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let no_provider = || {
             Refusal::invalid_token(format!(
                 "No OpenIDConnect provider found in your account for {issuer}"
@@ -212,7 +241,10 @@ impl StsFront {
                 return Err(Refusal(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalFailure",
-                    format!("reading the OIDC provider: {}", e.message().unwrap_or("error")),
+                    format!(
+                        "reading the OIDC provider: {}",
+                        e.message().unwrap_or("error")
+                    ),
                 ));
             }
         };
@@ -246,7 +278,11 @@ impl StsFront {
         })
     }
 
-    fn get_caller_identity(&self, headers: &HeaderMap, params: &Params) -> Result<Response, Refusal> {
+    fn get_caller_identity(
+        &self,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Response, Refusal> {
         let session = self
             .inner
             .sessions
@@ -273,7 +309,11 @@ impl StsFront {
             escape(&session.assumed_role_id),
             escape(&session.account)
         );
-        Ok(query::success(NAMESPACE, "GetCallerIdentity", Some(&result)))
+        Ok(query::success(
+            NAMESPACE,
+            "GetCallerIdentity",
+            Some(&result),
+        ))
     }
 }
 
@@ -296,7 +336,10 @@ fn token_refusal(error: VerifyError, claims: &Value) -> Refusal {
         ),
         VerifyError::Invalid(e) => match e.kind() {
             ErrorKind::ExpiredSignature => {
-                let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
+                let exp = claims
+                    .get("exp")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default();
                 Refusal::bad(
                     "ExpiredTokenException",
                     format!(
@@ -307,15 +350,17 @@ fn token_refusal(error: VerifyError, claims: &Value) -> Refusal {
             }
             ErrorKind::ImmatureSignature => Refusal::invalid_token("Token used before issued"),
             ErrorKind::InvalidSignature => Refusal::invalid_token("Signature verification failed"),
-            ErrorKind::MissingRequiredClaim(claim) => {
-                Refusal::invalid_token(format!("The web identity token is missing the {claim} claim"))
-            }
+            ErrorKind::MissingRequiredClaim(claim) => Refusal::invalid_token(format!(
+                "The web identity token is missing the {claim} claim"
+            )),
             _ => Refusal::invalid_token("The web identity token could not be verified"),
         },
         VerifyError::UnknownKey(_) => Refusal::invalid_token(
             "Couldn't find a key in the identity provider's JWKS matching the token's kid",
         ),
-        VerifyError::Malformed(_) => Refusal::invalid_token("Couldn't parse the web identity token"),
+        VerifyError::Malformed(_) => {
+            Refusal::invalid_token("Couldn't parse the web identity token")
+        }
         VerifyError::UntrustedIssuer(_) => Refusal::invalid_token("Issuer mismatch"),
     }
 }

@@ -149,7 +149,10 @@ mod tests {
             session.access_key_id
         );
         headers.insert("authorization", HeaderValue::from_str(&auth).unwrap());
-        headers.insert("x-amz-security-token", HeaderValue::from_str(token).unwrap());
+        headers.insert(
+            "x-amz-security-token",
+            HeaderValue::from_str(token).unwrap(),
+        );
         headers
     }
 

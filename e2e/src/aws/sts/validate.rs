@@ -158,7 +158,8 @@ mod tests {
         }
     }
 
-    const OK: &str = "RoleArn=arn:aws:iam::123456789012:role/app&RoleSessionName=s1&WebIdentityToken=abcd";
+    const OK: &str =
+        "RoleArn=arn:aws:iam::123456789012:role/app&RoleSessionName=s1&WebIdentityToken=abcd";
 
     #[test]
     fn valid_input_passes() {
@@ -188,7 +189,11 @@ mod tests {
             ),
         ];
         for (query, want) in cases {
-            assert_eq!(assume_input(&params(query)), Err(want.to_owned()), "{query}");
+            assert_eq!(
+                assume_input(&params(query)),
+                Err(want.to_owned()),
+                "{query}"
+            );
         }
     }
 
