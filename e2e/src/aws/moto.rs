@@ -87,10 +87,10 @@ impl Moto {
             if let Some(status) = self.child.try_wait()? {
                 bail!("moto_server exited during startup ({status})");
             }
-            if let Ok(response) = client.get(&probe).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = client.get(&probe).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
