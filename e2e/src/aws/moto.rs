@@ -3,7 +3,7 @@
 
 use std::{
     collections::VecDeque,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
     time::Duration,
@@ -150,10 +150,16 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
 
 /// `$PASSPORT_MOTO_SERVER`, else `<repo>/.venv/bin/moto_server`.
 pub fn moto_server_path() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os(MOTO_SERVER_ENV) {
+    locate(
+        std::env::var_os(MOTO_SERVER_ENV),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    )
+}
+
+fn locate(overridden: Option<std::ffi::OsString>, repo: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(path) = overridden {
         return Ok(PathBuf::from(path));
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let path = repo.join(".venv/bin/moto_server");
     if !path.exists() {
         bail!(
@@ -168,4 +174,23 @@ pub fn moto_server_path() -> anyhow::Result<PathBuf> {
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_venv_names_the_script_to_run() {
+        let empty = std::env::temp_dir().join("passport-no-venv-here");
+        let message = locate(None, &empty).map_err(|e| e.to_string()).err();
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("e2e/scripts/venv.sh") && m.contains(MOTO_SERVER_ENV)),
+            "{message:?}"
+        );
+        let chosen = locate(Some("/opt/moto_server".into()), &empty).ok();
+        assert_eq!(chosen, Some(PathBuf::from("/opt/moto_server")));
+    }
 }
