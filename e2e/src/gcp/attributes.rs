@@ -48,9 +48,7 @@ pub(crate) fn validate_mapping(mapping: &BTreeMap<String, String>) -> Result<(),
                 )));
             }
         } else if !GOOGLE_KEYS.contains(&key.as_str()) {
-            return Err(violation(format!(
-                "Invalid attribute_mapping key '{key}'."
-            )));
+            return Err(violation(format!("Invalid attribute_mapping key '{key}'.")));
         }
         if expression.len() > 2048 {
             return Err(violation(format!(
@@ -208,7 +206,11 @@ mod tests {
     fn conditions_see_assertion_google_and_attribute() {
         let ok = "attribute.namespace == 'team-a' && google.subject.startsWith('system:') && assertion.iss == 'https://issuer.test'";
         assert!(evaluate(&mapping(), Some(ok), &k8s_claims()).is_ok());
-        let refused = evaluate(&mapping(), Some("attribute.namespace == 'other'"), &k8s_claims());
+        let refused = evaluate(
+            &mapping(),
+            Some("attribute.namespace == 'other'"),
+            &k8s_claims(),
+        );
         assert!(matches!(refused, Err(e) if e.error == "unauthorized_client"));
     }
 

@@ -98,7 +98,10 @@ struct GenerateAccessTokenRequest {
 
 /// Parses a protobuf Duration in JSON form (`"3600s"`, `"1.5s"`).
 fn parse_lifetime(raw: &str) -> Option<f64> {
-    raw.strip_suffix('s')?.parse::<f64>().ok().filter(|s| s.is_finite())
+    raw.strip_suffix('s')?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite())
 }
 
 pub(crate) fn generate_access_token(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
@@ -133,7 +136,9 @@ pub(crate) fn generate_access_token(shared: &Shared, call: &Call) -> Result<Valu
     let allowed = account.policy.bindings.iter().any(|b| {
         b.condition.is_none()
             && TOKEN_ROLES.contains(&b.role.as_str())
-            && b.members.iter().any(|m| member_matches(m, &caller.principal))
+            && b.members
+                .iter()
+                .any(|m| member_matches(m, &caller.principal))
     });
     if !allowed {
         return Err(ApiError::iam_permission_denied(
@@ -202,12 +207,30 @@ mod tests {
             attributes: BTreeMap::from([("namespace".to_owned(), "ns".to_owned())]),
         };
         let base = "iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool";
-        assert!(member_matches(&format!("principal://{base}/subject/system:serviceaccount:ns:sa"), &principal));
-        assert!(member_matches(&format!("principalSet://{base}/*"), &principal));
-        assert!(member_matches(&format!("principalSet://{base}/attribute.namespace/ns"), &principal));
-        assert!(member_matches(&format!("principalSet://{base}/group/admins"), &principal));
-        assert!(!member_matches(&format!("principal://{base}/subject/system:serviceaccount:ns:other"), &principal));
-        assert!(!member_matches(&format!("principalSet://{base}/attribute.namespace/other"), &principal));
+        assert!(member_matches(
+            &format!("principal://{base}/subject/system:serviceaccount:ns:sa"),
+            &principal
+        ));
+        assert!(member_matches(
+            &format!("principalSet://{base}/*"),
+            &principal
+        ));
+        assert!(member_matches(
+            &format!("principalSet://{base}/attribute.namespace/ns"),
+            &principal
+        ));
+        assert!(member_matches(
+            &format!("principalSet://{base}/group/admins"),
+            &principal
+        ));
+        assert!(!member_matches(
+            &format!("principal://{base}/subject/system:serviceaccount:ns:other"),
+            &principal
+        ));
+        assert!(!member_matches(
+            &format!("principalSet://{base}/attribute.namespace/other"),
+            &principal
+        ));
         assert!(!member_matches(
             "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/other/*",
             &principal

@@ -83,11 +83,7 @@ impl ApiError {
     }
 
     pub fn resource_exhausted(message: impl Into<String>, consumer: &str) -> Self {
-        let mut error = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RESOURCE_EXHAUSTED",
-            message,
-        );
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message);
         error.details.push(json!({
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "RATE_LIMIT_EXCEEDED",

@@ -200,10 +200,7 @@ impl GcpFake {
             verifier: JwksVerifier::new(client),
         });
         let router = Router::new().fallback(dispatch).with_state(shared.clone());
-        Ok((
-            crate::faults::wrap(router, options.faults.clone()),
-            shared,
-        ))
+        Ok((crate::faults::wrap(router, options.faults.clone()), shared))
     }
 
     /// Endpoints over plain HTTP.
@@ -239,7 +236,10 @@ pub(crate) struct Call {
 
 impl Call {
     fn param(&self, name: &str) -> &str {
-        self.params.get(name).map(String::as_str).unwrap_or_default()
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     fn query(&self, name: &str) -> Option<&str> {

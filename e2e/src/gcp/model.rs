@@ -180,7 +180,10 @@ pub(crate) fn apply_update_mask<T: Serialize + DeserializeOwned>(
         if !allowed.contains(&path.as_str()) {
             return Err(ApiError::field_violation(
                 "update_mask",
-                format!("Invalid update_mask path \"{}\": field cannot be updated.", raw.trim()),
+                format!(
+                    "Invalid update_mask path \"{}\": field cannot be updated.",
+                    raw.trim()
+                ),
             ));
         }
         let parts: Vec<&str> = path.split('.').collect();

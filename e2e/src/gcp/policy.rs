@@ -43,7 +43,11 @@ pub(crate) fn seed(
         )));
     }
     let digest = Sha256::digest(email.as_bytes());
-    let digits: String = digest.iter().take(20).map(|b| char::from(b'0' + b % 10)).collect();
+    let digits: String = digest
+        .iter()
+        .take(20)
+        .map(|b| char::from(b'0' + b % 10))
+        .collect();
     let record = ServiceAccountRecord {
         email: email.to_owned(),
         project_id: project_id.to_owned(),
@@ -244,7 +248,8 @@ pub(crate) fn set_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiE
 fn normalize(bindings: Vec<Binding>) -> Result<Vec<Binding>, ApiError> {
     let mut merged: BTreeMap<(String, Option<Expr>), Vec<String>> = BTreeMap::new();
     for binding in bindings {
-        let custom = binding.role.starts_with("projects/") || binding.role.starts_with("organizations/");
+        let custom =
+            binding.role.starts_with("projects/") || binding.role.starts_with("organizations/");
         if !(binding.role.starts_with("roles/") || custom) || binding.role.ends_with('/') {
             return Err(ApiError::invalid_argument(format!(
                 "Role ({}) does not exist in the resource's hierarchy.",
@@ -282,13 +287,18 @@ fn normalize(bindings: Vec<Binding>) -> Result<Vec<Binding>, ApiError> {
 }
 
 fn validate_member(member: &str) -> Result<(), ApiError> {
-    let invalid = || ApiError::invalid_argument(format!("Invalid principal identifier '{member}'."));
+    let invalid =
+        || ApiError::invalid_argument(format!("Invalid principal identifier '{member}'."));
     if matches!(member, "allUsers" | "allAuthenticatedUsers") {
         return Ok(());
     }
     for prefix in ["user:", "serviceAccount:", "group:", "domain:", "deleted:"] {
         if let Some(rest) = member.strip_prefix(prefix) {
-            return if rest.is_empty() { Err(invalid()) } else { Ok(()) };
+            return if rest.is_empty() {
+                Err(invalid())
+            } else {
+                Ok(())
+            };
         }
     }
     let (rest, set) = if let Some(rest) = member.strip_prefix("principal://iam.googleapis.com/") {
@@ -366,7 +376,13 @@ mod tests {
         ]) else {
             anyhow::bail!("valid bindings refused");
         };
-        assert_eq!(out, vec![binding("roles/iam.workloadIdentityUser", &["user:a@x", "user:b@x"])]);
+        assert_eq!(
+            out,
+            vec![binding(
+                "roles/iam.workloadIdentityUser",
+                &["user:a@x", "user:b@x"]
+            )]
+        );
         Ok(())
     }
 }

@@ -44,7 +44,10 @@ pub(super) fn pool_name(project: &Project, pool: &str) -> String {
 /// IDs of pools and providers: 4-32 characters of `[a-z0-9-]`, not starting with `gcp-`.
 pub(super) fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
     if id.is_empty() {
-        return Err(ApiError::field_violation(field, format!("{field} is required.")));
+        return Err(ApiError::field_violation(
+            field,
+            format!("{field} is required."),
+        ));
     }
     let charset = id
         .chars()
@@ -178,8 +181,7 @@ pub(crate) fn list(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
         .pools
         .iter()
         .filter(|((number, _), e)| {
-            *number == project.number
-                && (deleted || e.resource.state.as_deref() != Some(DELETED))
+            *number == project.number && (deleted || e.resource.state.as_deref() != Some(DELETED))
         })
         .map(|((_, id), e)| (id.clone(), e.resource.clone()))
         .collect();
@@ -211,7 +213,10 @@ pub(crate) fn patch(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
         call.query("updateMask"),
         &["displayName", "description", "disabled"],
     )?;
-    validate_labels(updated.display_name.as_deref(), updated.description.as_deref())?;
+    validate_labels(
+        updated.display_name.as_deref(),
+        updated.description.as_deref(),
+    )?;
     entry.resource = updated;
     let response = typed(POOL_TYPE, &entry.resource);
     let name = entry.resource.name.clone().unwrap_or_default();

@@ -34,7 +34,11 @@ const UPDATABLE: &[&str] = &[
 type Key = (String, String, String);
 
 /// The pool named by the path: its project, ID and whether it is soft-deleted.
-fn pool(store: &mut Store, call: &Call, permission: &str) -> Result<(Project, String, bool), ApiError> {
+fn pool(
+    store: &mut Store,
+    call: &Call,
+    permission: &str,
+) -> Result<(Project, String, bool), ApiError> {
     let (project, entry) = pools::find(store, call, permission)?;
     let deleted = entry.resource.state.as_deref() == Some(DELETED);
     Ok((
@@ -84,7 +88,10 @@ fn validate(provider: &Provider) -> Result<(), ApiError> {
     if !oidc.issuer_uri.starts_with("https://") || oidc.issuer_uri.len() <= "https://".len() {
         return Err(ApiError::field_violation(
             "oidc.issuer_uri",
-            format!("oidc.issuer_uri '{}' must be an HTTPS URL.", oidc.issuer_uri),
+            format!(
+                "oidc.issuer_uri '{}' must be an HTTPS URL.",
+                oidc.issuer_uri
+            ),
         ));
     }
     if oidc.allowed_audiences.len() > 10 {
@@ -131,7 +138,10 @@ fn validate_jwks(jwks: &str) -> Result<(), ApiError> {
         if let Some(extra) = fields.keys().find(|k| !JWK_FIELDS.contains(&k.as_str())) {
             return Err(violation(format!("Unsupported JWK field '{extra}'.")));
         }
-        if !matches!(fields.get("kty").and_then(Value::as_str), Some("RSA" | "EC")) {
+        if !matches!(
+            fields.get("kty").and_then(Value::as_str),
+            Some("RSA" | "EC")
+        ) {
             return Err(violation("Only RSA and EC keys are supported.".into()));
         }
     }
@@ -151,7 +161,9 @@ pub(crate) fn create(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
     let (project, pool_id, pool_deleted) =
         pool(&mut store, call, "iam.workloadIdentityPoolProviders.create")?;
     store.record_write(&project)?;
-    let id = call.query("workloadIdentityPoolProviderId").unwrap_or_default();
+    let id = call
+        .query("workloadIdentityPoolProviderId")
+        .unwrap_or_default();
     validate_id("workload_identity_pool_provider_id", id)?;
     let mut provider: Provider = call.json("workload_identity_pool_provider")?;
     validate(&provider)?;
@@ -191,8 +203,7 @@ pub(crate) fn get(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
 
 pub(crate) fn list(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
     let mut store = shared.lock();
-    let (project, pool_id, _) =
-        pool(&mut store, call, "iam.workloadIdentityPoolProviders.list")?;
+    let (project, pool_id, _) = pool(&mut store, call, "iam.workloadIdentityPoolProviders.list")?;
     let deleted = show_deleted(call);
     let items = store
         .providers
@@ -266,8 +277,11 @@ pub(crate) fn delete(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
 
 pub(crate) fn undelete(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
     let mut store = shared.lock();
-    let (pool_deleted, entry) =
-        for_write(&mut store, call, "iam.workloadIdentityPoolProviders.undelete")?;
+    let (pool_deleted, entry) = for_write(
+        &mut store,
+        call,
+        "iam.workloadIdentityPoolProviders.undelete",
+    )?;
     let Empty {} = call.json("undelete_workload_identity_pool_provider_request")?;
     if pool_deleted {
         return Err(ApiError::failed_precondition(

@@ -48,6 +48,9 @@ pub struct Route {
     pub api: Api,
     pub method: &'static str,
     pub path: &'static str,
+    /// Query parameters the fake reads (each one a parameter of the method in the discovery
+    /// document).
+    pub query: &'static [&'static str],
     pub(crate) endpoint: Endpoint,
 }
 
@@ -80,10 +83,14 @@ macro_rules! service_account {
 
 macro_rules! route {
     ($api:ident, $method:literal, $path:expr, $endpoint:ident) => {
+        route!($api, $method, $path, $endpoint, [])
+    };
+    ($api:ident, $method:literal, $path:expr, $endpoint:ident, [$($query:literal),*]) => {
         Route {
             api: Api::$api,
             method: $method,
             path: $path,
+            query: &[$($query),*],
             endpoint: Endpoint::$endpoint,
         }
     };
@@ -91,25 +98,80 @@ macro_rules! route {
 
 /// Every route the fake serves.
 pub const ROUTES: &[Route] = &[
-    route!(Iam, "POST", pools!(), CreatePool),
-    route!(Iam, "GET", pools!(), ListPools),
+    route!(
+        Iam,
+        "POST",
+        pools!(),
+        CreatePool,
+        ["workloadIdentityPoolId"]
+    ),
+    route!(
+        Iam,
+        "GET",
+        pools!(),
+        ListPools,
+        ["pageSize", "pageToken", "showDeleted"]
+    ),
     route!(Iam, "GET", pool!(), GetPool),
-    route!(Iam, "PATCH", pool!(), PatchPool),
+    route!(Iam, "PATCH", pool!(), PatchPool, ["updateMask"]),
     route!(Iam, "DELETE", pool!(), DeletePool),
     route!(Iam, "POST", concat!(pool!(), ":undelete"), UndeletePool),
-    route!(Iam, "GET", concat!(pool!(), "/operations/{operationsId}"), GetPoolOperation),
-    route!(Iam, "POST", providers!(), CreateProvider),
-    route!(Iam, "GET", providers!(), ListProviders),
+    route!(
+        Iam,
+        "GET",
+        concat!(pool!(), "/operations/{operationsId}"),
+        GetPoolOperation
+    ),
+    route!(
+        Iam,
+        "POST",
+        providers!(),
+        CreateProvider,
+        ["workloadIdentityPoolProviderId"]
+    ),
+    route!(
+        Iam,
+        "GET",
+        providers!(),
+        ListProviders,
+        ["pageSize", "pageToken", "showDeleted"]
+    ),
     route!(Iam, "GET", provider!(), GetProvider),
-    route!(Iam, "PATCH", provider!(), PatchProvider),
+    route!(Iam, "PATCH", provider!(), PatchProvider, ["updateMask"]),
     route!(Iam, "DELETE", provider!(), DeleteProvider),
-    route!(Iam, "POST", concat!(provider!(), ":undelete"), UndeleteProvider),
-    route!(Iam, "GET", concat!(provider!(), "/operations/{operationsId}"), GetProviderOperation),
+    route!(
+        Iam,
+        "POST",
+        concat!(provider!(), ":undelete"),
+        UndeleteProvider
+    ),
+    route!(
+        Iam,
+        "GET",
+        concat!(provider!(), "/operations/{operationsId}"),
+        GetProviderOperation
+    ),
     route!(Iam, "GET", service_account!(), GetServiceAccount),
-    route!(Iam, "POST", concat!(service_account!(), ":getIamPolicy"), GetIamPolicy),
-    route!(Iam, "POST", concat!(service_account!(), ":setIamPolicy"), SetIamPolicy),
+    route!(
+        Iam,
+        "POST",
+        concat!(service_account!(), ":getIamPolicy"),
+        GetIamPolicy,
+        ["options.requestedPolicyVersion"]
+    ),
+    route!(
+        Iam,
+        "POST",
+        concat!(service_account!(), ":setIamPolicy"),
+        SetIamPolicy
+    ),
     route!(Sts, "POST", "v1/token", Token),
-    route!(IamCredentials, "POST", concat!(service_account!(), ":generateAccessToken"), GenerateAccessToken),
+    route!(
+        IamCredentials,
+        "POST",
+        concat!(service_account!(), ":generateAccessToken"),
+        GenerateAccessToken
+    ),
     route!(TestOnly, "GET", "_whoami", WhoAmI),
     route!(TestOnly, "POST", "_gcp/serviceAccounts", SeedServiceAccount),
 ];
@@ -222,7 +284,10 @@ mod tests {
             panic!("generateAccessToken did not match");
         };
         assert_eq!(m.endpoint, Endpoint::GenerateAccessToken);
-        assert_eq!(m.params["serviceAccountsId"], "sa@p.iam.gserviceaccount.com");
+        assert_eq!(
+            m.params["serviceAccountsId"],
+            "sa@p.iam.gserviceaccount.com"
+        );
         assert!(matches!(find("GET", "/v1/nothing"), Err(Miss::NotFound)));
     }
 }

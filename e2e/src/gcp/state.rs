@@ -73,7 +73,10 @@ impl Principal {
                 pool,
                 subject,
                 ..
-            } => format!("principal://{}/subject/{subject}", pool_path(project_number, pool)),
+            } => format!(
+                "principal://{}/subject/{subject}",
+                pool_path(project_number, pool)
+            ),
             Self::ServiceAccount { email } => format!("serviceAccount:{email}"),
         }
     }
@@ -82,7 +85,9 @@ impl Principal {
 /// `iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P`: the stem shared
 /// by principal identifiers and the STS audience.
 pub(crate) fn pool_path(project_number: &str, pool: &str) -> String {
-    format!("iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/{pool}")
+    format!(
+        "iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/{pool}"
+    )
 }
 
 #[derive(Debug, Clone)]

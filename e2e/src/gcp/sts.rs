@@ -97,9 +97,19 @@ fn parse_audience(audience: &str) -> Option<(String, String, String)> {
     let rest = audience.strip_prefix("//iam.googleapis.com/projects/")?;
     let parts: Vec<&str> = rest.split('/').collect();
     match parts.as_slice() {
-        [number, "locations", "global", "workloadIdentityPools", pool, "providers", provider] => {
-            Some(((*number).to_owned(), (*pool).to_owned(), (*provider).to_owned()))
-        }
+        [
+            number,
+            "locations",
+            "global",
+            "workloadIdentityPools",
+            pool,
+            "providers",
+            provider,
+        ] => Some((
+            (*number).to_owned(),
+            (*pool).to_owned(),
+            (*provider).to_owned(),
+        )),
         _ => None,
     }
 }
@@ -172,23 +182,36 @@ pub(crate) async fn token(shared: &Shared, call: &Call) -> Result<Value, OAuthEr
     }
     let claims = match &oidc.jwks_json {
         Some(jwks) => {
-            let jwks: Value = serde_json::from_str(jwks)
-                .map_err(|e| OAuthError::invalid_grant(format!("The provider's jwksJson is invalid: {e}")))?;
+            let jwks: Value = serde_json::from_str(jwks).map_err(|e| {
+                OAuthError::invalid_grant(format!("The provider's jwksJson is invalid: {e}"))
+            })?;
             oidc::verify_with_jwks(subject_token, &jwks, &oidc.issuer_uri)
         }
-        None => shared.verifier.verify(subject_token, &oidc.issuer_uri).await,
+        None => {
+            shared
+                .verifier
+                .verify(subject_token, &oidc.issuer_uri)
+                .await
+        }
     }
     .map_err(verify_error)?;
 
     let provider_name = format!("{}/providers/{provider_id}", pool_path(&number, &pool));
     let expected: Vec<String> = if oidc.allowed_audiences.is_empty() {
-        vec![format!("//{provider_name}"), format!("https://{provider_name}")]
+        vec![
+            format!("//{provider_name}"),
+            format!("https://{provider_name}"),
+        ]
     } else {
         oidc.allowed_audiences.clone()
     };
     let token_audiences: Vec<String> = match claims.get("aud") {
         Some(Value::String(aud)) => vec![aud.clone()],
-        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     };
     if !token_audiences.iter().any(|a| expected.contains(a)) {
@@ -204,7 +227,11 @@ pub(crate) async fn token(shared: &Shared, call: &Call) -> Result<Value, OAuthEr
 
     let mut store = shared.lock();
     let lifetime = store.config.access_token_lifetime;
-    let access_token = format!("gcpfake.federated.{}{}", store.random_hex(), store.random_hex());
+    let access_token = format!(
+        "gcpfake.federated.{}{}",
+        store.random_hex(),
+        store.random_hex()
+    );
     let expires_at = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(lifetime.as_secs() as i64))
         .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
