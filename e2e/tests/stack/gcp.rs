@@ -403,11 +403,17 @@ async fn requests_are_validated_like_google() -> anyhow::Result<()> {
         )
     };
     let issuer = "https://issuer.example";
-    let bad: Vec<(&str, Value)> = vec![
-        ("gcp-oidc", oidc_provider(issuer, json!({}))),
+    // Each case is refused for its own reason: the field violation names the field.
+    let bad: Vec<(&str, Value, &str)> = vec![
+        (
+            "gcp-oidc",
+            oidc_provider(issuer, json!({})),
+            "workload_identity_pool_provider_id",
+        ),
         (
             "http-issuer",
             oidc_provider("http://issuer.example", json!({})),
+            "oidc.issuer_uri",
         ),
         (
             "too-many-auds",
@@ -415,33 +421,52 @@ async fn requests_are_validated_like_google() -> anyhow::Result<()> {
                 issuer,
                 json!({ "allowedAudiences": (0..11).map(|i| format!("aud-{i}")).collect::<Vec<_>>() }),
             ),
+            "oidc.allowed_audiences",
         ),
         (
             "bad-jwks",
             oidc_provider(issuer, json!({ "jwksJson": "{\"keys\": \"nope\"}" })),
+            "oidc.jwks_json",
         ),
         (
             "no-subject",
             json!({ "attributeMapping": { "attribute.ns": "assertion.sub" }, "oidc": { "issuerUri": issuer } }),
+            "attribute_mapping",
         ),
         (
             "bad-cel",
             json!({ "attributeMapping": { "google.subject": "assertion[" }, "oidc": { "issuerUri": issuer } }),
+            "attribute_mapping",
         ),
         (
             "bad-condition",
             json!({ "attributeMapping": k8s_mapping(), "attributeCondition": "&&", "oidc": { "issuerUri": issuer } }),
+            "attribute_condition",
         ),
-        ("no-kind", json!({ "attributeMapping": k8s_mapping() })),
+        (
+            "no-kind",
+            json!({ "attributeMapping": k8s_mapping() }),
+            "provider_config",
+        ),
         (
             "unknown-field",
             oidc_provider(issuer, json!({ "issuer": issuer })),
+            "workload_identity_pool_provider",
         ),
     ];
-    for (id, body) in bad {
+    for (id, body, field) in bad {
         let refused = env.post(&provider(id), body).await?;
         assert_error(&refused, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
+        assert_eq!(
+            refused.1["error"]["details"][0]["fieldViolations"][0]["field"], field,
+            "{id}: {}",
+            refused.1
+        );
     }
+    let good = env
+        .create_provider("pool-1", "good-one", oidc_provider(issuer, json!({})))
+        .await?;
+    assert_eq!(good["state"], "ACTIVE");
     let missing_pool = env
         .post(
             &format!(
@@ -558,6 +583,27 @@ async fn service_account_policies_use_etags() -> anyhow::Result<()> {
         .await?;
     assert_error(&unknown, StatusCode::NOT_FOUND, "NOT_FOUND");
 
+    let other = format!("other@{PROJECT}.iam.gserviceaccount.com");
+    let (status, seeded) = env
+        .post("_gcp/serviceAccounts", json!({ "email": other }))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{seeded}");
+    let (status, by_id) = env
+        .get(&format!(
+            "v1/projects/{NUMBER}/serviceAccounts/{}",
+            seeded["uniqueId"].as_str().unwrap_or_default()
+        ))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+    assert_eq!(by_id["email"], other.as_str());
+    let foreign = env
+        .post(
+            "_gcp/serviceAccounts",
+            json!({ "email": "x@unknown-project.iam.gserviceaccount.com" }),
+        )
+        .await?;
+    assert_error(&foreign, StatusCode::NOT_FOUND, "NOT_FOUND");
+
     let get_path = format!("v1/projects/{PROJECT}/serviceAccounts/{SA}:getIamPolicy");
     let set_path = format!("v1/projects/{PROJECT}/serviceAccounts/{SA}:setIamPolicy");
     let (status, empty) = env.post(&get_path, json!({})).await?;
@@ -645,7 +691,9 @@ async fn sts_exchanges_verified_tokens_and_impersonation_needs_the_binding() -> 
     )
     .await?;
     let token = env.k8s_token("gcp-sts", "team-a", 600)?;
-    let (status, exchanged) = env.exchange(&audience("pool-1", "k8s-oidc"), &token).await?;
+    let (status, exchanged) = env
+        .exchange(&audience("pool-1", "k8s-oidc"), &token)
+        .await?;
     assert_eq!(status, StatusCode::OK, "{exchanged}");
     assert_eq!(exchanged["token_type"], "Bearer");
     assert_eq!(
@@ -701,6 +749,25 @@ async fn sts_exchanges_verified_tokens_and_impersonation_needs_the_binding() -> 
         &env.impersonate(&other).await?,
         StatusCode::FORBIDDEN,
         "PERMISSION_DENIED",
+    );
+
+    // Disabling the pool stops exchanges and the tokens already issued from it.
+    env.write(
+        Method::PATCH,
+        &format!("v1/{}/pool-1?updateMask=disabled", pools(PROJECT)),
+        json!({ "disabled": true }),
+    )
+    .await?;
+    assert_error(
+        &env.whoami(&federated).await?,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    );
+    assert_oauth(
+        &env.exchange(&audience("pool-1", "k8s-oidc"), &token)
+            .await?,
+        "invalid_target",
+        "disabled",
     );
 
     let anonymous = env.whoami("made-up").await?;
