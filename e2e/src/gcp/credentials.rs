@@ -10,7 +10,7 @@ use super::{
     error::ApiError,
     policy,
     pools::ACTIVE,
-    state::{Principal, Store, TokenRecord, pool_path},
+    state::{Principal, Store, TokenRecord, pool_path, rfc3339},
 };
 
 /// Roles whose permissions include `iam.serviceAccounts.getAccessToken`.
@@ -150,16 +150,15 @@ pub(crate) fn generate_access_token(shared: &Shared, call: &Call) -> Result<Valu
     let expire_time = Timestamp::now()
         .checked_add(SignedDuration::from_secs_f64(lifetime))
         .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
-    let token = format!("gcpfake.sa.{}{}", store.random_hex(), store.random_hex());
-    store.tokens.insert(
-        token.clone(),
+    let token = store.issue_token(
+        "sa",
         TokenRecord {
             principal: Principal::ServiceAccount { email },
             expires_at: expire_time,
             scopes: request.scope,
         },
     );
-    Ok(json!({ "accessToken": token, "expireTime": expire_time.to_string() }))
+    Ok(json!({ "accessToken": token, "expireTime": rfc3339(expire_time) }))
 }
 
 /// `GET /_whoami` (test-only): who the Bearer access token stands for.
@@ -169,7 +168,7 @@ pub(crate) fn whoami(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
     let mut body = json!({
         "principal": record.principal.member(),
         "scopes": record.scopes,
-        "expireTime": record.expires_at.to_string(),
+        "expireTime": rfc3339(record.expires_at),
     });
     match &record.principal {
         Principal::Federated {

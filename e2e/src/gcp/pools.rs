@@ -8,7 +8,7 @@ use super::{
     Call, Shared,
     error::ApiError,
     model::{Pool, apply_update_mask},
-    state::{Entry, Project, Store, typed},
+    state::{Entry, Project, Store, rfc3339, typed},
 };
 
 pub(super) const POOL_TYPE: &str = "type.googleapis.com/google.iam.v1.WorkloadIdentityPool";
@@ -235,7 +235,7 @@ pub(crate) fn delete(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
         ));
     }
     entry.resource.state = Some(DELETED.into());
-    entry.resource.expire_time = Some(purge_at.to_string());
+    entry.resource.expire_time = Some(rfc3339(purge_at));
     entry.purge_at = Some(purge_at);
     let response = typed(POOL_TYPE, &entry.resource);
     let name = entry.resource.name.clone().unwrap_or_default();

@@ -11,7 +11,7 @@ use super::{
         self, ACTIVE, DELETED, Empty, entity_not_found, paginate, show_deleted, validate_id,
         validate_labels,
     },
-    state::{Entry, Project, Store, typed},
+    state::{Entry, Project, Store, rfc3339, typed},
 };
 
 const PROVIDER_TYPE: &str = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider";
@@ -268,7 +268,7 @@ pub(crate) fn delete(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
         ));
     }
     entry.resource.state = Some(DELETED.into());
-    entry.resource.expire_time = Some(purge_at.to_string());
+    entry.resource.expire_time = Some(rfc3339(purge_at));
     entry.purge_at = Some(purge_at);
     let response = typed(PROVIDER_TYPE, &entry.resource);
     let name = entry.resource.name.clone().unwrap_or_default();

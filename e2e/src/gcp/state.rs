@@ -226,6 +226,15 @@ impl Store {
             .unwrap_or(Timestamp::MAX)
     }
 
+    /// Stores an opaque access token for `record`, dropping expired ones first.
+    pub fn issue_token(&mut self, kind: &str, record: TokenRecord) -> String {
+        let now = Timestamp::now();
+        self.tokens.retain(|_, r| r.expires_at > now);
+        let token = format!("gcpfake.{kind}.{}{}", self.random_hex(), self.random_hex());
+        self.tokens.insert(token.clone(), record);
+        token
+    }
+
     /// 128 bits of process-local randomness as hex, for operation names and tokens.
     pub fn random_hex(&mut self) -> String {
         self.counter = self.counter.wrapping_add(1);
@@ -234,6 +243,11 @@ impl Store {
         let b = RandomState::new().hash_one((nanos, self.counter, 1u8));
         format!("{a:016x}{b:016x}")
     }
+}
+
+/// A protobuf `Timestamp` in JSON: RFC 3339, UTC, microsecond precision like Google's.
+pub(crate) fn rfc3339(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 fn operation_json(name: &str, record: &OperationRecord, done: bool) -> Value {
@@ -256,4 +270,18 @@ pub(crate) fn typed(type_url: &str, resource: &impl serde::Serialize) -> Value {
         object.insert("@type".into(), Value::String(type_url.into()));
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_microsecond_precision() -> anyhow::Result<()> {
+        let at: Timestamp = "2026-01-02T03:04:05.123456789Z".parse()?;
+        assert_eq!(rfc3339(at), "2026-01-02T03:04:05.123456Z");
+        let whole: Timestamp = "2026-01-02T03:04:05Z".parse()?;
+        assert_eq!(rfc3339(whole), "2026-01-02T03:04:05.000000Z");
+        Ok(())
+    }
 }

@@ -227,16 +227,11 @@ pub(crate) async fn token(shared: &Shared, call: &Call) -> Result<Value, OAuthEr
 
     let mut store = shared.lock();
     let lifetime = store.config.access_token_lifetime;
-    let access_token = format!(
-        "gcpfake.federated.{}{}",
-        store.random_hex(),
-        store.random_hex()
-    );
     let expires_at = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(lifetime.as_secs() as i64))
         .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
-    store.tokens.insert(
-        access_token.clone(),
+    let access_token = store.issue_token(
+        "federated",
         TokenRecord {
             principal: Principal::Federated {
                 project_number: number,

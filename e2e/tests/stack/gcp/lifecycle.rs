@@ -88,6 +88,19 @@ async fn pools_are_created_through_operations_and_soft_deleted() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn purged_pools_free_their_id() -> anyhow::Result<()> {
+    let env = Env::start(|o| o.soft_delete_retention(std::time::Duration::ZERO)).await?;
+    env.create_pool("short-lived").await?;
+    let path = format!("v1/{}/short-lived", pools(PROJECT));
+    let deleted = env.write(Method::DELETE, &path, Value::Null).await?;
+    assert_eq!(deleted["state"], "DELETED");
+    assert_error(&env.get(&path).await?, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let recreated = env.create_pool("short-lived").await?;
+    assert_eq!(recreated["state"], "ACTIVE");
+    Ok(())
+}
+
+#[tokio::test]
 async fn requests_are_validated_like_google() -> anyhow::Result<()> {
     let env = Env::start(|o| o).await?;
     let create = |id: &str| format!("v1/{}?workloadIdentityPoolId={id}", pools(PROJECT));
