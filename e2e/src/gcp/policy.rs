@@ -20,6 +20,7 @@ use super::{
 const EMPTY_ETAG: &str = "ACAB";
 const MAX_MEMBERS: usize = 1500;
 const SA_DOMAIN: &str = ".iam.gserviceaccount.com";
+const WITHCOND: &str = "_withcond_";
 
 /// Adds a service account `name@<project-id>.iam.gserviceaccount.com` of a known project.
 pub(crate) fn seed(
@@ -137,9 +138,22 @@ fn has_conditions(policy: &Policy) -> bool {
     policy.bindings.iter().any(|b| b.condition.is_some())
 }
 
-fn policy_json(record: &ServiceAccountRecord) -> Value {
+/// The policy as returned to a caller that asked for `requested` (default 1). Below version 3,
+/// IAM hides conditions and renames conditional roles to `<role>_withcond_<hash>`, which a
+/// client must not write back.
+fn policy_json(record: &ServiceAccountRecord, requested: i64) -> Value {
     let mut policy = record.policy.clone();
-    policy.version = Some(if has_conditions(&policy) { 3 } else { 1 });
+    let conditional = has_conditions(&policy);
+    policy.version = Some(if conditional && requested >= 3 { 3 } else { 1 });
+    if conditional && requested < 3 {
+        for binding in &mut policy.bindings {
+            if let Some(condition) = binding.condition.take() {
+                let digest = Sha256::digest(condition.expression.as_bytes());
+                let hash: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+                binding.role = format!("{}{WITHCOND}{hash}", binding.role);
+            }
+        }
+    }
     policy.etag = Some(etag(record));
     json!(policy)
 }
@@ -188,12 +202,7 @@ pub(crate) fn get_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiE
         call.param("projectsId"),
         call.param("serviceAccountsId"),
     )?;
-    if has_conditions(&record.policy) && requested.unwrap_or(0) < 3 {
-        return Err(ApiError::invalid_argument(
-            "The policy has conditional role bindings; request policy version 3 to read it.",
-        ));
-    }
-    Ok(policy_json(record))
+    Ok(policy_json(record, requested.unwrap_or(1)))
 }
 
 pub(crate) fn set_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
@@ -240,7 +249,7 @@ pub(crate) fn set_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiE
         record.policy.audit_configs = policy.audit_configs;
     }
     record.policy_writes += 1;
-    Ok(policy_json(record))
+    Ok(policy_json(record, i64::from(policy.version.unwrap_or(1))))
 }
 
 /// Validates bindings and stores them the way IAM does: one binding per role and condition,
@@ -250,7 +259,10 @@ fn normalize(bindings: Vec<Binding>) -> Result<Vec<Binding>, ApiError> {
     for binding in bindings {
         let custom =
             binding.role.starts_with("projects/") || binding.role.starts_with("organizations/");
-        if !(binding.role.starts_with("roles/") || custom) || binding.role.ends_with('/') {
+        if !(binding.role.starts_with("roles/") || custom)
+            || binding.role.ends_with('/')
+            || binding.role.contains(WITHCOND)
+        {
             return Err(ApiError::invalid_argument(format!(
                 "Role ({}) does not exist in the resource's hierarchy.",
                 binding.role
