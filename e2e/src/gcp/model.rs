@@ -119,10 +119,15 @@ pub(crate) struct Expr {
     pub location: Option<String>,
 }
 
-/// `SetIamPolicyRequest`.
+/// `SetIamPolicyRequest`. `resource` is not in the discovery schema (it is the path), but
+/// gRPC-transcoding clients such as google-cloud-iam-admin-v1 send the whole request message
+/// as the body, so it is accepted; the path wins.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SetIamPolicyRequest {
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted like the path it duplicates")]
+    pub resource: Option<String>,
     pub policy: Option<Policy>,
     #[serde(default)]
     pub update_mask: Option<String>,

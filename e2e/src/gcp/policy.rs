@@ -171,6 +171,9 @@ fn check_version(version: i64) -> Result<(), ApiError> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GetIamPolicyBody {
+    #[serde(default)]
+    #[allow(dead_code, reason = "accepted like the path it duplicates")]
+    resource: Option<String>,
     options: Option<GetPolicyOptions>,
 }
 
@@ -207,9 +210,11 @@ pub(crate) fn get_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiE
 
 pub(crate) fn set_iam_policy(shared: &Shared, call: &Call) -> Result<Value, ApiError> {
     let request: SetIamPolicyRequest = call.json("set_iam_policy_request")?;
-    let policy = request
+    let mut policy = request
         .policy
         .ok_or_else(|| ApiError::field_violation("policy", "policy is required."))?;
+    // proto3 bytes: an empty etag is no etag.
+    policy.etag = policy.etag.filter(|tag| !tag.is_empty());
     if let Some(version) = policy.version {
         check_version(i64::from(version))?;
     }

@@ -442,6 +442,27 @@ async fn service_account_policies_use_etags() -> anyhow::Result<()> {
     assert_error(&written_back, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
     let etag = v3["etag"].as_str().unwrap_or_default().to_owned();
 
+    // The shapes google-cloud-iam-admin-v1 sends: no body with the version as a query
+    // parameter, and the whole request message (`resource` included) as the body.
+    let sdk_get = env
+        .client
+        .post(format!(
+            "{}/{get_path}?options.requestedPolicyVersion=3&%24alt=json%3Benum-encoding%3Dint",
+            env.base
+        ))
+        .send()
+        .await?;
+    assert_eq!(sdk_get.status(), StatusCode::OK);
+    assert_eq!(sdk_get.json::<Value>().await?["version"], 3);
+    let (status, sdk_set) = env
+        .post(
+            &format!("{set_path}?%24alt=json%3Benum-encoding%3Dint"),
+            json!({ "resource": format!("projects/{PROJECT}/serviceAccounts/{SA}"), "policy": { "version": 3, "bindings": conditional, "etag": etag } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{sdk_set}");
+    let etag = sdk_set["etag"].as_str().unwrap_or_default().to_owned();
+
     let (status, cleared) = env
         .post(&set_path, json!({ "policy": { "etag": etag } }))
         .await?;
