@@ -55,6 +55,7 @@ pub struct GcpOptions {
     service_accounts: Vec<String>,
     config: Config,
     faults: Faults,
+    ports: (u16, u16),
 }
 
 impl GcpOptions {
@@ -74,7 +75,14 @@ impl GcpOptions {
                 access_token_lifetime: Duration::from_secs(3600),
             },
             faults: Faults::default(),
+            ports: (0, 0),
         }
+    }
+
+    /// Fixed loopback ports for HTTP and HTTPS (0, the default, picks free ones).
+    pub fn ports(mut self, http: u16, https: u16) -> Self {
+        self.ports = (http, https);
+        self
     }
 
     /// Adds a project known by ID and number (e.g. `("demo-project", "123456789012")`).
@@ -171,36 +179,19 @@ pub struct GcpFake {
 }
 
 impl GcpFake {
+    /// Starts the fake on two loopback ports, one HTTP and one HTTPS.
     pub async fn start(options: GcpOptions) -> anyhow::Result<Self> {
-        let router = Self::router_inner(&options)?;
-        let shared = router.1;
-        let http = Server::http(router.0.clone()).await?;
+        let (router, shared) = build(&options)?;
+        let (http_port, https_port) = options.ports;
+        let http = Server::start(router.clone(), None, http_port).await?;
         let tls = options.ca.loopback_server_config().await?;
-        let https = Server::https(router.0, tls).await?;
+        let https = Server::start(router, Some(tls), https_port).await?;
         Ok(Self {
             http,
             https,
             shared,
             faults: options.faults,
         })
-    }
-
-    fn router_inner(options: &GcpOptions) -> anyhow::Result<(Router, Arc<Shared>)> {
-        let client = options
-            .ca
-            .client()
-            .context("building the issuer discovery client")?;
-        let mut store = Store::new(options.config.clone(), options.projects.clone());
-        for email in &options.service_accounts {
-            policy::seed(&mut store, email, None)
-                .map_err(|e| anyhow::anyhow!("seeding service account {email}: {}", e.message))?;
-        }
-        let shared = Arc::new(Shared {
-            store: Mutex::new(store),
-            verifier: JwksVerifier::new(client),
-        });
-        let router = Router::new().fallback(dispatch).with_state(shared.clone());
-        Ok((crate::faults::wrap(router, options.faults.clone()), shared))
     }
 
     /// Endpoints over plain HTTP.
@@ -224,6 +215,25 @@ impl GcpFake {
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("seeding service account {email}: {}", e.message))
     }
+}
+
+/// The router (wrapped with fault injection) and the state behind it.
+fn build(options: &GcpOptions) -> anyhow::Result<(Router, Arc<Shared>)> {
+    let client = options
+        .ca
+        .client()
+        .context("building the issuer discovery client")?;
+    let mut store = Store::new(options.config.clone(), options.projects.clone());
+    for email in &options.service_accounts {
+        policy::seed(&mut store, email, None)
+            .map_err(|e| anyhow::anyhow!("seeding service account {email}: {}", e.message))?;
+    }
+    let shared = Arc::new(Shared {
+        store: Mutex::new(store),
+        verifier: JwksVerifier::new(client),
+    });
+    let router = Router::new().fallback(dispatch).with_state(shared.clone());
+    Ok((crate::faults::wrap(router, options.faults.clone()), shared))
 }
 
 /// One request, taken apart for the handlers.

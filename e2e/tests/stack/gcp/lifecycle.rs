@@ -338,6 +338,15 @@ async fn service_account_policies_use_etags() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, StatusCode::OK, "{by_id}");
     assert_eq!(by_id["email"], other.as_str());
+    let third = format!("third@{PROJECT}.iam.gserviceaccount.com");
+    env.fake.add_service_account(&third)?;
+    assert_eq!(
+        env.get(&format!("v1/projects/-/serviceAccounts/{third}"))
+            .await?
+            .0,
+        StatusCode::OK
+    );
+    assert!(env.fake.add_service_account("not-an-email").is_err());
     let foreign = env
         .post(
             "_gcp/serviceAccounts",
