@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod faults;
+pub mod gcp;
 pub mod oidc;
 pub mod schema;
 pub mod serve;

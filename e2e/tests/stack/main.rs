@@ -6,3 +6,4 @@
 
 mod aws;
 mod crds;
+mod gcp;
