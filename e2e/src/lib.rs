@@ -3,8 +3,11 @@
 //! `FIDELITY.md` lists where the stack differs from the real systems.
 
 pub mod apiserver;
+pub mod aws;
 pub mod faults;
+pub mod gcp;
 pub mod kubelet;
 pub mod oidc;
+pub mod schema;
 pub mod serve;
 pub mod tls;

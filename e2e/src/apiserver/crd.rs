@@ -3,40 +3,13 @@
 
 use serde_json::{Value, json};
 
+use crate::schema;
+
 use super::{
     resources::{ApiResource, Registry},
     status::{ApiError, Cause},
     store,
 };
-
-// PLACEHOLDER until main's `crate::schema` lands: accepts everything, applies no defaults and
-// prunes nothing. Replace with `use crate::schema;` once it is merged.
-mod schema {
-    use serde_json::Value;
-
-    pub struct FieldError {
-        pub field: String,
-        pub message: String,
-    }
-
-    pub fn apply_defaults(_schema: &Value, obj: &Value) -> Value {
-        obj.clone()
-    }
-
-    pub fn prune(_schema: &Value, _obj: &mut Value) {}
-
-    pub fn validate(
-        _schema: &Value,
-        _obj: &Value,
-        _old: Option<&Value>,
-    ) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-
-    pub fn structural_errors(_schema: &Value) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 fn str_list(v: &Value) -> Vec<String> {
     v.as_array()
@@ -105,7 +78,10 @@ pub fn validate_definition(crd: &Value, name: &str) -> Vec<Cause> {
             ));
             continue;
         }
-        for problem in schema::structural_errors(schema) {
+        let problems = schema::structural_errors(schema)
+            .into_iter()
+            .chain(schema::cel_compile_errors(schema));
+        for problem in problems {
             causes.push(Cause::new(
                 format!("spec.versions[{i}].schema.openAPIV3Schema"),
                 problem,
