@@ -136,7 +136,7 @@ async fn route(
         }
         (Method::GET, Some(name), None | Some("status")) => get(shared, &target, name, headers),
         (Method::POST, None, None) => {
-            let body = parse_json(body)?;
+            let body = parse_body(headers, body)?;
             let user = user_info(shared, headers);
             let created = create(shared, &target, body, &user, dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &created))
@@ -145,7 +145,7 @@ async fn route(
             token::token_request(shared, &target, name, body)
         }
         (Method::PUT, Some(name), None | Some("status")) => {
-            let new = parse_json(body)?;
+            let new = parse_body(headers, body)?;
             let mut inner = shared.lock();
             let old = existing(&inner, &target, name)?;
             let updated = objects::update(
@@ -190,9 +190,21 @@ async fn route(
     }
 }
 
-fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))
+/// A create or update body: JSON or YAML. Protobuf (what kubectl's typed commands such as
+/// `kubectl create namespace` send) and CBOR are refused with 415, as by a server without them.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match media {
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
+        _ => Err(ApiError::unsupported_body(content_type)),
+    }
 }
 
 fn parse_target(

@@ -210,6 +210,18 @@ impl ApiError {
         )
     }
 
+    /// A create or update body in a media type the server does not decode.
+    pub fn unsupported_body(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types \
+                 include: application/json, application/yaml (got {content_type:?})"
+            ),
+        )
+    }
+
     /// What the watch cache says about a resourceVersion older than its window.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

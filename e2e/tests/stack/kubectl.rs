@@ -235,3 +235,68 @@ async fn kubectl_serves_crd_kinds_with_printer_columns() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+fn repo_path(relative: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
+    let k = Kubectl::start().await?;
+    for ns in ["analytics", "checkout", "jobs", "payments"] {
+        let doc = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
+        k.ok(&["apply", "-f", "-"], Some(&doc)).await?;
+    }
+    let crds = k
+        .ok(&["apply", "-k", &repo_path("config/crd")], None)
+        .await?;
+    assert_eq!(crds.lines().count(), 2, "{crds}");
+    let samples = k
+        .ok(&["apply", "-k", &repo_path("config/samples")], None)
+        .await?;
+    assert!(
+        samples.lines().count() >= 11 && samples.lines().all(|l| l.ends_with(" created")),
+        "{samples}"
+    );
+
+    let table = k.ok(&["get", "ft"], None).await?;
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAME") && header.contains("READY"),
+        "{table}"
+    );
+    assert!(
+        !header.contains("REASON"),
+        "priority 1 columns only show with -o wide"
+    );
+    let wide = k.ok(&["get", "ft", "-o", "wide"], None).await?;
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("REASON"),
+        "{wide}"
+    );
+
+    // The CRD's CEL rules refuse a bad object with the real message shape.
+    let refused = k
+        .run(
+            &[
+                "apply",
+                "-f",
+                &repo_path("e2e/tests/fixtures/invalid/missing-cloud.yaml"),
+            ],
+            None,
+        )
+        .await?;
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains(
+            "The AccessPolicy \"nothing\" is invalid: spec: Invalid value: \"object\": set one cloud block"
+        ),
+        "{}",
+        refused.stderr
+    );
+    Ok(())
+}
