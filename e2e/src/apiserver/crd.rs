@@ -205,3 +205,55 @@ pub fn admit(
         }
     }
 }
+
+/// Paths of the fields `schema` does not know (what pruning drops), for `fieldValidation=Strict`.
+pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
+    let mut pruned = obj.clone();
+    schema::prune(schema, &mut pruned);
+    let mut out = Vec::new();
+    diff_paths(obj, &pruned, "", &mut out);
+    out
+}
+
+fn diff_paths(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, value) in b {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match a.get(key) {
+                    None => out.push(child),
+                    Some(kept) => diff_paths(value, kept, &child, out),
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                diff_paths(bv, av, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `fieldValidation=Strict`: unknown fields are a 400 instead of being dropped silently.
+pub fn check_strict(res: &ApiResource, strict: bool, obj: &Value) -> Result<(), ApiError> {
+    let Some(schema) = res.schema.as_ref().filter(|_| strict) else {
+        return Ok(());
+    };
+    let unknown = unknown_fields(schema, obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        list.join(", ")
+    )))
+}

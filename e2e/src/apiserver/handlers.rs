@@ -13,7 +13,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Shared, discovery, objects, openapi,
+    Shared, crd, discovery, objects, openapi,
     patch::{self, PatchType},
     resources::ApiResource,
     selectors::{FieldSelector, LabelSelector},
@@ -126,6 +126,7 @@ async fn route(
     };
     let target = parse_target(shared, group, version, rest)?;
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let strict = query.get("fieldValidation").is_some_and(|v| v == "Strict");
     match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, None) => {
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
@@ -137,6 +138,7 @@ async fn route(
         (Method::GET, Some(name), None | Some("status")) => get(shared, &target, name, headers),
         (Method::POST, None, None) => {
             let body = parse_body(headers, body)?;
+            crd::check_strict(&target.res, strict, &body)?;
             let user = user_info(shared, headers);
             let created = create(shared, &target, body, &user, dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &created))
@@ -146,6 +148,7 @@ async fn route(
         }
         (Method::PUT, Some(name), None | Some("status")) => {
             let new = parse_body(headers, body)?;
+            crd::check_strict(&target.res, strict, &new)?;
             let mut inner = shared.lock();
             let old = existing(&inner, &target, name)?;
             let updated = objects::update(
@@ -162,7 +165,16 @@ async fn route(
             ))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
-            patch(shared, &target, name, query, headers, body, dry_run).await
+            patch(
+                shared,
+                &target,
+                name,
+                query,
+                headers,
+                body,
+                (dry_run, strict),
+            )
+            .await
         }
         (Method::DELETE, Some(name), None) => {
             let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -375,7 +387,7 @@ async fn patch(
     query: &Query,
     headers: &HeaderMap,
     body: &Bytes,
-    dry_run: bool,
+    (dry_run, strict): (bool, bool),
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -399,6 +411,7 @@ async fn patch(
             .cloned()
         {
             let new = patch::apply(kind, &old, body)?;
+            crd::check_strict(&target.res, strict, &new)?;
             let updated = objects::update(
                 &mut inner,
                 &target.res,
@@ -429,6 +442,7 @@ async fn patch(
             "the name of the object ({given}) does not match the name on the URL ({name})"
         )));
     }
+    crd::check_strict(&target.res, strict, &obj)?;
     let user = user_info(shared, headers);
     let created = create(shared, target, obj.take(), &user, dry_run).await?;
     Ok(json_response(StatusCode::CREATED, &created))

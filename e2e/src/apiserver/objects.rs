@@ -107,6 +107,7 @@ pub fn prepare_create(
     }
     if res.is_pod() {
         default_pod(&mut obj);
+        service_account_admission(inner, &mut obj)?;
     }
     if let Some(schema) = &res.schema {
         obj = crd::decode_defaults(schema, &obj);
@@ -139,6 +140,74 @@ fn default_pod(pod: &mut Value) {
     if spec["terminationGracePeriodSeconds"].is_null() {
         spec["terminationGracePeriodSeconds"] = json!(30);
     }
+}
+
+/// The ServiceAccount admission plugin: the pod's service account must exist, and unless token
+/// automounting is off (on the pod or the account) every container gets the `kube-api-access-*`
+/// projected volume at `/var/run/secrets/kubernetes.io/serviceaccount`.
+fn service_account_admission(inner: &Inner, pod: &mut Value) -> Result<(), ApiError> {
+    const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let ns = namespace_of(pod).to_owned();
+    let sa_name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or("default")
+        .to_owned();
+    let Some(sa) = inner.store.get("/serviceaccounts", &ns, &sa_name) else {
+        let name = name_of(pod);
+        let name = if name.is_empty() {
+            meta(pod)["generateName"].as_str().unwrap_or_default()
+        } else {
+            name
+        };
+        return Err(ApiError::forbidden(format!(
+            "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa_name}: \
+             serviceaccount \"{sa_name}\" not found"
+        )));
+    };
+    let automount = pod["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| sa["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if !automount {
+        return Ok(());
+    }
+    let volume = format!("kube-api-access-{}", store::name_suffix());
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            let mounts = &mut c["volumeMounts"];
+            let taken = mounts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"].as_str() == Some(MOUNT));
+            if taken {
+                continue;
+            }
+            if !mounts.is_array() {
+                *mounts = json!([]);
+            }
+            if let Some(items) = mounts.as_array_mut() {
+                items.push(json!({ "name": volume, "mountPath": MOUNT, "readOnly": true }));
+                mounted = true;
+            }
+        }
+    }
+    if mounted {
+        let volumes = &mut pod["spec"]["volumes"];
+        if !volumes.is_array() {
+            *volumes = json!([]);
+        }
+        if let Some(items) = volumes.as_array_mut() {
+            items.push(json!({ "name": volume, "projected": { "defaultMode": 420, "sources": [
+                { "serviceAccountToken": { "expirationSeconds": 3607, "path": "token" } },
+                { "configMap": { "name": "kube-root-ca.crt", "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
+                { "downwardAPI": { "items": [{ "path": "namespace",
+                    "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" } }] } },
+            ] } }));
+        }
+    }
+    Ok(())
 }
 
 /// Names, validates and stores a new object after admission; returns it as stored.

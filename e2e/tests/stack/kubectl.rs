@@ -225,6 +225,23 @@ async fn kubectl_serves_crd_kinds_with_printer_columns() -> anyhow::Result<()> {
     assert_eq!(obj["spec"]["size"], 5);
     assert_eq!(obj["metadata"]["generation"], 2);
 
+    // kubectl asks for strict field validation; with --validate=false unknown fields are pruned.
+    let typo = GADGET.replace("size: 3", "size: 3\n  colour: red");
+    let strict = k.run(&["apply", "-f", "-"], Some(&typo)).await?;
+    assert!(!strict.ok);
+    assert!(
+        strict
+            .stderr
+            .contains("strict decoding error: unknown field \"spec.colour\""),
+        "{}",
+        strict.stderr
+    );
+    k.ok(&["apply", "--validate=false", "-f", "-"], Some(&typo))
+        .await?;
+    let yaml = k.ok(&["get", "gadget", "g1", "-o", "yaml"], None).await?;
+    let pruned: serde_json::Value = serde_yaml::from_str(&yaml)?;
+    assert_eq!(pruned["spec"], serde_json::json!({ "size": 3 }), "{yaml}");
+
     let deleted = k.ok(&["delete", "-f", "-"], Some(GADGET)).await?;
     assert_eq!(deleted.trim(), "gadget.stack.test \"g1\" deleted");
     let empty = k.run(&["get", "gadgets"], None).await?;

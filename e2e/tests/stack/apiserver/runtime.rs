@@ -375,6 +375,21 @@ async fn kubelet_writes_projected_volumes_and_resolves_env() -> anyhow::Result<(
         .context("token env")?;
     assert_eq!(std::fs::read_to_string(token_path)?, token);
 
+    // The kube-api-access volume the service account admission added is there too.
+    let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let host = |file: &str| {
+        view.host_path(&format!("{sa_dir}/{file}"))
+            .context("mounted")
+    };
+    assert_eq!(std::fs::read_to_string(host("namespace")?)?, "default");
+    assert_eq!(std::fs::read_to_string(host("ca.crt")?)?, server.ca_pem());
+    let default_token = peek_claims(&std::fs::read_to_string(host("token")?)?)?;
+    assert_eq!(
+        default_token["aud"],
+        json!([server.url()]),
+        "the API server audience by default"
+    );
+
     // The watching form materialises pods as they are created.
     let spawned_root = server.dir().join("spawned");
     let task = Kubelet::new(client.clone(), &spawned_root).spawn();
