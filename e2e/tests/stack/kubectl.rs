@@ -53,10 +53,9 @@ impl Kubectl {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl")?;
-        if let Some(mut pipe) = child.stdin.take() {
-            if let Some(input) = stdin {
-                pipe.write_all(input.as_bytes()).await?;
-            }
+        // Dropping the pipe closes kubectl's stdin.
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
+            pipe.write_all(input.as_bytes()).await?;
         }
         let out =
             tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
