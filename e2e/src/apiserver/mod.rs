@@ -2,10 +2,12 @@
 //! `kubectl` use unchanged through the kubeconfig it writes. See `FIDELITY.md` for the gaps.
 //!
 //! Submodules: `store` (objects, resourceVersion, watch log), `resources` (what is served),
-//! `discovery`, `handlers` (routing and verbs), `objects` (the write path), `patch`, `watch`,
-//! `crd`, `table` (kubectl printing), `token` (TokenRequest and OIDC), `webhooks` (mutating
-//! admission), `selectors` and `status` (error bodies).
+//! `discovery` and `openapi`, `handlers` (routing and verbs), `objects` (the write path),
+//! `builtins` (built-in kinds' admission and defaults), `patch`, `watch`, `crd`, `table`
+//! (kubectl printing), `token` (TokenRequest and OIDC), `webhooks` (mutating admission),
+//! `selectors` and `status` (error bodies).
 
+mod builtins;
 mod crd;
 mod discovery;
 mod handlers;

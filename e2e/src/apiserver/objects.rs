@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Inner, crd,
+    Inner, builtins, crd,
     resources::ApiResource,
     status::{ApiError, Cause},
     store::{self, EventType},
@@ -15,7 +15,7 @@ use super::{
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-fn meta(obj: &Value) -> &Value {
+pub fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
 }
 
@@ -106,108 +106,13 @@ pub fn prepare_create(
         m.remove("namespace");
     }
     if res.is_pod() {
-        default_pod(&mut obj);
-        service_account_admission(inner, &mut obj)?;
+        builtins::default_pod(&mut obj);
+        builtins::service_account_admission(inner, &mut obj)?;
     }
     if let Some(schema) = &res.schema {
         obj = crd::decode_defaults(schema, &obj);
     }
     Ok(obj)
-}
-
-/// What the ServiceAccount admission plugin does before webhooks see a pod.
-fn default_pod(pod: &mut Value) {
-    let spec = &mut pod["spec"];
-    if !spec.is_object() {
-        *spec = json!({});
-    }
-    if spec["serviceAccountName"]
-        .as_str()
-        .is_none_or(str::is_empty)
-    {
-        spec["serviceAccountName"] = json!("default");
-    }
-    spec["serviceAccount"] = spec["serviceAccountName"].clone();
-    for key in ["restartPolicy", "dnsPolicy", "schedulerName"] {
-        if spec[key].is_null() {
-            spec[key] = json!(match key {
-                "restartPolicy" => "Always",
-                "dnsPolicy" => "ClusterFirst",
-                _ => "default-scheduler",
-            });
-        }
-    }
-    if spec["terminationGracePeriodSeconds"].is_null() {
-        spec["terminationGracePeriodSeconds"] = json!(30);
-    }
-}
-
-/// The ServiceAccount admission plugin: the pod's service account must exist, and unless token
-/// automounting is off (on the pod or the account) every container gets the `kube-api-access-*`
-/// projected volume at `/var/run/secrets/kubernetes.io/serviceaccount`.
-fn service_account_admission(inner: &Inner, pod: &mut Value) -> Result<(), ApiError> {
-    const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-    let ns = namespace_of(pod).to_owned();
-    let sa_name = pod["spec"]["serviceAccountName"]
-        .as_str()
-        .unwrap_or("default")
-        .to_owned();
-    let Some(sa) = inner.store.get("/serviceaccounts", &ns, &sa_name) else {
-        let name = name_of(pod);
-        let name = if name.is_empty() {
-            meta(pod)["generateName"].as_str().unwrap_or_default()
-        } else {
-            name
-        };
-        return Err(ApiError::forbidden(format!(
-            "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa_name}: \
-             serviceaccount \"{sa_name}\" not found"
-        )));
-    };
-    let automount = pod["spec"]["automountServiceAccountToken"]
-        .as_bool()
-        .or_else(|| sa["automountServiceAccountToken"].as_bool())
-        .unwrap_or(true);
-    if !automount {
-        return Ok(());
-    }
-    let volume = format!("kube-api-access-{}", store::name_suffix());
-    let mut mounted = false;
-    for list in ["initContainers", "containers"] {
-        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
-            let mounts = &mut c["volumeMounts"];
-            let taken = mounts
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|m| m["mountPath"].as_str() == Some(MOUNT));
-            if taken {
-                continue;
-            }
-            if !mounts.is_array() {
-                *mounts = json!([]);
-            }
-            if let Some(items) = mounts.as_array_mut() {
-                items.push(json!({ "name": volume, "mountPath": MOUNT, "readOnly": true }));
-                mounted = true;
-            }
-        }
-    }
-    if mounted {
-        let volumes = &mut pod["spec"]["volumes"];
-        if !volumes.is_array() {
-            *volumes = json!([]);
-        }
-        if let Some(items) = volumes.as_array_mut() {
-            items.push(json!({ "name": volume, "projected": { "defaultMode": 420, "sources": [
-                { "serviceAccountToken": { "expirationSeconds": 3607, "path": "token" } },
-                { "configMap": { "name": "kube-root-ca.crt", "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
-                { "downwardAPI": { "items": [{ "path": "namespace",
-                    "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" } }] } },
-            ] } }));
-        }
-    }
-    Ok(())
 }
 
 /// Names, validates and stores a new object after admission; returns it as stored.
@@ -312,45 +217,13 @@ pub fn commit_create(
 
 fn after_create(inner: &mut Inner, res: &ApiResource, obj: &Value) -> Result<(), ApiError> {
     match (res.group.as_str(), res.plural.as_str()) {
-        ("", "namespaces") => ensure_namespace_defaults(inner, name_of(obj)),
+        ("", "namespaces") => builtins::ensure_namespace_defaults(inner, name_of(obj)),
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             crd::register(&mut inner.registry, obj);
             Ok(())
         }
         _ => Ok(()),
     }
-}
-
-/// The `default` ServiceAccount and `kube-root-ca.crt` ConfigMap controllers create in each
-/// namespace; done synchronously here so tests never wait for them.
-pub fn ensure_namespace_defaults(inner: &mut Inner, ns: &str) -> Result<(), ApiError> {
-    let ca = inner.ca_pem.clone();
-    let defaults = [
-        (
-            "serviceaccounts",
-            json!({ "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": { "name": "default", "namespace": ns } }),
-        ),
-        (
-            "configmaps",
-            json!({ "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": "kube-root-ca.crt", "namespace": ns },
-            "data": { "ca.crt": ca } }),
-        ),
-    ];
-    for (plural, obj) in defaults {
-        let Some(res) = inner.registry.find("", "v1", plural).cloned() else {
-            continue;
-        };
-        if inner
-            .store
-            .get(&res.storage_key(), ns, name_of(&obj))
-            .is_none()
-        {
-            commit_create(inner, &res, obj, false)?;
-        }
-    }
-    Ok(())
 }
 
 /// Whether the change from `old` to `new` is one that bumps `metadata.generation`: `spec` for
@@ -369,26 +242,6 @@ fn generation_changed(old: &Value, new: &Value) -> bool {
         v
     };
     strip(old) != strip(new)
-}
-
-/// Pod specs are immutable apart from images, activeDeadlineSeconds and tolerations.
-fn pod_spec_change_forbidden(old: &Value, new: &Value) -> bool {
-    let scrub = |spec: &Value| {
-        let mut s = spec.clone();
-        for list in ["containers", "initContainers"] {
-            if let Some(items) = s.get_mut(list).and_then(Value::as_array_mut) {
-                for c in items {
-                    c["image"] = Value::Null;
-                }
-            }
-        }
-        if let Some(o) = s.as_object_mut() {
-            o.remove("activeDeadlineSeconds");
-            o.remove("tolerations");
-        }
-        s
-    };
-    scrub(&old["spec"]) != scrub(&new["spec"])
 }
 
 /// Replaces `old` with `new` (a PUT body or a patched object) through `subresource` (None or
@@ -464,7 +317,7 @@ pub fn update(
         }
         m.remove("managedFields");
     }
-    if res.is_pod() && subresource.is_none() && pod_spec_change_forbidden(old, &new) {
+    if res.is_pod() && subresource.is_none() && builtins::pod_spec_change_forbidden(old, &new) {
         return Err(ApiError::invalid(
             "",
             "Pod",
