@@ -1,12 +1,15 @@
 //! What built-in kinds do beyond storage: the ServiceAccount admission plugin and pod defaults,
 //! pod spec immutability, and the per-namespace objects controllers create.
 
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 
 use super::{
     Inner,
     objects::{commit_create, meta, name_of, namespace_of},
+    resources::ApiResource,
     status::ApiError,
+    status::Cause,
     store,
 };
 
@@ -155,4 +158,51 @@ pub fn ensure_namespace_defaults(inner: &mut Inner, ns: &str) -> Result<(), ApiE
         }
     }
     Ok(())
+}
+
+/// Secrets: `stringData` is write-only; its entries are base64-encoded into `data`.
+pub fn fold_string_data(res: &ApiResource, obj: &mut Value) {
+    if !(res.group.is_empty() && res.plural == "secrets") {
+        return;
+    }
+    let Some(string_data) = obj
+        .as_object_mut()
+        .and_then(|o| o.remove("stringData"))
+        .and_then(|v| v.as_object().cloned())
+    else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (key, value) in string_data {
+        obj["data"][key.as_str()] = json!(STANDARD.encode(value.as_str().unwrap_or_default()));
+    }
+}
+
+/// ConfigMaps and Secrets marked `immutable: true` keep their data (and stay immutable).
+pub fn check_immutable_data(res: &ApiResource, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let kinds = res.group.is_empty() && matches!(res.plural.as_str(), "configmaps" | "secrets");
+    if !kinds || old["immutable"] != json!(true) {
+        return Ok(());
+    }
+    let mut causes = Vec::new();
+    for field in ["data", "binaryData"] {
+        if old[field] != new[field] {
+            causes.push(Cause::new(
+                field,
+                "Forbidden: field is immutable when `immutable` is set",
+            ));
+        }
+    }
+    if new["immutable"] != json!(true) {
+        causes.push(Cause::new(
+            "immutable",
+            "Forbidden: field is immutable when `immutable` is set",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid("", &res.kind, name_of(old), &causes))
 }

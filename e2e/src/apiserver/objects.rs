@@ -109,6 +109,7 @@ pub fn prepare_create(
         builtins::default_pod(&mut obj);
         builtins::service_account_admission(inner, &mut obj)?;
     }
+    builtins::fold_string_data(res, &mut obj);
     if let Some(schema) = &res.schema {
         obj = crd::decode_defaults(schema, &obj);
     }
@@ -317,6 +318,8 @@ pub fn update(
         }
         m.remove("managedFields");
     }
+    builtins::fold_string_data(res, &mut new);
+    builtins::check_immutable_data(res, old, &new)?;
     if res.is_pod() && subresource.is_none() && builtins::pod_spec_change_forbidden(old, &new) {
         return Err(ApiError::invalid(
             "",
