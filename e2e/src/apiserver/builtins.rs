@@ -206,3 +206,40 @@ pub fn check_immutable_data(res: &ApiResource, old: &Value, new: &Value) -> Resu
     }
     Err(ApiError::invalid("", &res.kind, name_of(old), &causes))
 }
+
+/// events.k8s.io/v1 field -> core/v1 field (the rest share names).
+const EVENT_FIELDS: [(&str, &str); 8] = [
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename_fields(obj: &Value, to_core: bool, api_version: &str) -> Value {
+    let mut out = obj.clone();
+    if let Some(map) = out.as_object_mut() {
+        for (v1, core) in EVENT_FIELDS {
+            let (from, to) = if to_core { (v1, core) } else { (core, v1) };
+            if let Some(value) = map.remove(from) {
+                map.insert(to.to_owned(), value);
+            }
+        }
+        map.insert("apiVersion".into(), json!(api_version));
+        map.insert("kind".into(), json!("Event"));
+    }
+    out
+}
+
+/// An events.k8s.io/v1 Event as the core/v1 Event it is stored as.
+pub fn events_to_core(obj: &Value) -> Value {
+    rename_fields(obj, true, "v1")
+}
+
+/// A stored core/v1 Event as served by events.k8s.io/v1.
+pub fn events_from_core(obj: &Value) -> Value {
+    rename_fields(obj, false, "events.k8s.io/v1")
+}

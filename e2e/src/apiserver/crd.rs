@@ -159,6 +159,7 @@ pub fn register(registry: &mut Registry, crd: &Value) {
                 .cloned()
                 .unwrap_or_default(),
             crd: Some(crd_name.clone()),
+            storage_override: None,
         })
         .collect();
     registry.set_custom(&crd_name, resources);

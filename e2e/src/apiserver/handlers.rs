@@ -36,6 +36,8 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
 /// A request for a resource, parsed from the path.
 pub struct Target {
     pub res: ApiResource,
+    /// The resource writes go through (differs from `res` for events.k8s.io Events).
+    pub write: ApiResource,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
@@ -139,6 +141,7 @@ async fn route(
         (Method::POST, None, None) => {
             let body = parse_body(headers, body)?;
             crd::check_strict(&target.res, strict, &body)?;
+            let body = objects::to_storage(&target.res, body);
             let user = user_info(shared, headers);
             let created = create(shared, &target, body, &user, dry_run).await?;
             Ok(json_response(StatusCode::CREATED, &created))
@@ -149,11 +152,12 @@ async fn route(
         (Method::PUT, Some(name), None | Some("status")) => {
             let new = parse_body(headers, body)?;
             crd::check_strict(&target.res, strict, &new)?;
+            let new = objects::to_storage(&target.res, new);
             let mut inner = shared.lock();
             let old = existing(&inner, &target, name)?;
             let updated = objects::update(
                 &mut inner,
-                &target.res,
+                &target.write,
                 &old,
                 new,
                 target.subresource.as_deref(),
@@ -182,7 +186,7 @@ async fn route(
             let mut inner = shared.lock();
             let ns = target.namespace.clone().unwrap_or_default();
             let (obj, removed) =
-                objects::delete(&mut inner, &target.res, &ns, name, precondition, dry_run)?;
+                objects::delete(&mut inner, &target.write, &ns, name, precondition, dry_run)?;
             let returns_object = target.res.crd.is_some() || target.res.is_pod() || !removed;
             if returns_object {
                 Ok(json_response(
@@ -243,12 +247,16 @@ fn parse_target(
         [plural, name, sub] => (*plural, Some((*name).to_owned()), Some((*sub).to_owned())),
         _ => return Err(ApiError::no_route()),
     };
-    let res = shared
-        .lock()
-        .registry
-        .find(group, version, plural)
-        .cloned()
-        .ok_or_else(ApiError::no_route)?;
+    let (res, write) = {
+        let inner = shared.lock();
+        let res = inner
+            .registry
+            .find(group, version, plural)
+            .cloned()
+            .ok_or_else(ApiError::no_route)?;
+        let write = inner.registry.writer(&res);
+        (res, write)
+    };
     if res.namespaced != namespace.is_some() && !(res.namespaced && name.is_none()) {
         return Err(ApiError::no_route());
     }
@@ -260,6 +268,7 @@ fn parse_target(
     }
     Ok(Target {
         res,
+        write,
         namespace,
         name,
         subresource,
@@ -357,8 +366,8 @@ pub async fn create(
     let (prepared, hooks) = {
         let inner = shared.lock();
         let prepared =
-            objects::prepare_create(&inner, &target.res, target.namespace.as_deref(), body)?;
-        let hooks = webhooks::matching(&inner, &target.res, "CREATE", &prepared)?;
+            objects::prepare_create(&inner, &target.write, target.namespace.as_deref(), body)?;
+        let hooks = webhooks::matching(&inner, &target.write, "CREATE", &prepared)?;
         (prepared, hooks)
     };
     let admitted = if hooks.is_empty() {
@@ -366,7 +375,7 @@ pub async fn create(
     } else {
         webhooks::admit(
             shared,
-            &target.res,
+            &target.write,
             "CREATE",
             prepared,
             hooks,
@@ -376,7 +385,7 @@ pub async fn create(
         .await?
     };
     let mut inner = shared.lock();
-    let created = objects::commit_create(&mut inner, &target.res, admitted, dry_run)?;
+    let created = objects::commit_create(&mut inner, &target.write, admitted, dry_run)?;
     Ok(objects::as_served(&target.res, created))
 }
 
@@ -410,11 +419,13 @@ async fn patch(
             .get(&target.res.storage_key(), ns, name)
             .cloned()
         {
-            let new = patch::apply(kind, &old, body)?;
+            let served = objects::as_served(&target.res, old.clone());
+            let new = patch::apply(kind, &served, body)?;
             crd::check_strict(&target.res, strict, &new)?;
+            let new = objects::to_storage(&target.res, new);
             let updated = objects::update(
                 &mut inner,
-                &target.res,
+                &target.write,
                 &old,
                 new,
                 target.subresource.as_deref(),
@@ -430,7 +441,7 @@ async fn patch(
         return Err(ApiError::not_found(&target.res.group_resource(), name));
     }
     // Server-side apply of an absent object creates it.
-    let mut obj = patch::parse_apply(body)?;
+    let obj = patch::parse_apply(body)?;
     if !obj.is_object() {
         return Err(ApiError::bad_request(
             "the applied configuration is not an object",
@@ -443,8 +454,9 @@ async fn patch(
         )));
     }
     crd::check_strict(&target.res, strict, &obj)?;
+    let obj = objects::to_storage(&target.res, obj);
     let user = user_info(shared, headers);
-    let created = create(shared, target, obj.take(), &user, dry_run).await?;
+    let created = create(shared, target, obj, &user, dry_run).await?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
@@ -466,7 +478,8 @@ fn delete_collection(
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if let Ok((obj, _)) = objects::delete(&mut inner, &target.res, &ns, &name, None, dry_run) {
+        if let Ok((obj, _)) = objects::delete(&mut inner, &target.write, &ns, &name, None, dry_run)
+        {
             items.push(objects::as_served(&target.res, obj));
         }
     }

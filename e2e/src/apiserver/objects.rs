@@ -491,8 +491,21 @@ fn remove(
 }
 
 /// An object as served at `res`'s version: custom resources are stored once and served at
-/// every version with only `apiVersion` changed (conversion strategy `None`).
+/// every version with only `apiVersion` changed (conversion strategy `None`); events.k8s.io
+/// Events are converted from the stored core Events.
 pub fn as_served(res: &ApiResource, mut obj: Value) -> Value {
+    if res.is_events_v1() {
+        return builtins::events_from_core(&obj);
+    }
     obj["apiVersion"] = json!(res.api_version());
     obj
+}
+
+/// A request body in the storage representation of `res`.
+pub fn to_storage(res: &ApiResource, obj: Value) -> Value {
+    if res.is_events_v1() {
+        builtins::events_to_core(&obj)
+    } else {
+        obj
+    }
 }

@@ -31,6 +31,8 @@ pub struct ApiResource {
     pub columns: Vec<Value>,
     /// The CRD that defines this resource, if any.
     pub crd: Option<String>,
+    /// Another resource's storage this one shares (events.k8s.io Events are core Events).
+    pub storage_override: Option<String>,
 }
 
 pub const VERBS: [&str; 8] = [
@@ -68,6 +70,7 @@ impl ApiResource {
             schema: None,
             columns: Vec::new(),
             crd: None,
+            storage_override: None,
         }
     }
 
@@ -89,7 +92,14 @@ impl ApiResource {
 
     /// Where objects live in the store: all versions of a resource share it.
     pub fn storage_key(&self) -> String {
-        format!("{}/{}", self.group, self.plural)
+        self.storage_override
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", self.group, self.plural))
+    }
+
+    /// events.k8s.io/v1 Event, stored as a core v1 Event.
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     pub fn is_pod(&self) -> bool {
@@ -142,6 +152,9 @@ impl Registry {
         );
         mwc.categories = vec!["api-extensions".into()];
         mwc.has_generation = true;
+        let mut events_v1 =
+            ApiResource::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"]);
+        events_v1.storage_override = Some("/events".into());
         Self {
             builtins: vec![
                 ns,
@@ -150,7 +163,7 @@ impl Registry {
                 ApiResource::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
                 ApiResource::builtin("", "v1", "secrets", "Secret", true, &[]),
                 ApiResource::builtin("", "v1", "events", "Event", true, &["ev"]),
-                ApiResource::builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"]),
+                events_v1,
                 ApiResource::builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[]),
                 mwc,
                 crds,
@@ -183,6 +196,18 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// The resource writes go through: the owner of the storage a resource shares, or itself.
+    pub fn writer(&self, res: &ApiResource) -> ApiResource {
+        res.storage_override
+            .as_ref()
+            .and_then(|key| {
+                self.all()
+                    .find(|r| r.storage_override.is_none() && r.storage_key() == *key)
+            })
+            .unwrap_or(res)
+            .clone()
     }
 
     pub fn set_custom(&mut self, crd: &str, versions: Vec<ApiResource>) {

@@ -402,3 +402,57 @@ async fn kubelet_writes_projected_volumes_and_resolves_env() -> anyhow::Result<(
     task.abort();
     Ok(())
 }
+
+#[tokio::test]
+async fn recorder_events_are_core_events_too() -> anyhow::Result<()> {
+    use k8s_openapi::api::{core::v1::Event as CoreEvent, events::v1::Event};
+    use kube::{
+        Resource as _,
+        runtime::events::{Event as Published, EventType, Recorder, Reporter},
+    };
+    let (_server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms
+        .create(&PostParams::default(), &labelled("subject", json!({}))?)
+        .await?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "passport".into(),
+            instance: None,
+        },
+    );
+    let event = Published {
+        type_: EventType::Warning,
+        reason: "ConditionsFailed".into(),
+        note: Some("image not allowed".into()),
+        action: "Admit".into(),
+        secondary: None,
+    };
+    let reference = cm.object_ref(&());
+    recorder.publish(&event, &reference).await?;
+    recorder.publish(&event, &reference).await?;
+
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let listed = core.list(&Default::default()).await?;
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "the second publish updates the series"
+    );
+    let stored = &listed.items[0];
+    assert_eq!(stored.involved_object.name.as_deref(), Some("subject"));
+    assert_eq!(stored.message.as_deref(), Some("image not allowed"));
+    assert_eq!(stored.reason.as_deref(), Some("ConditionsFailed"));
+    assert_eq!(stored.reporting_component.as_deref(), Some("passport"));
+
+    let v1: Api<Event> = Api::namespaced(client.clone(), "default");
+    let same = v1.get(&stored.name_any()).await?;
+    assert_eq!(same.note.as_deref(), Some("image not allowed"));
+    assert_eq!(
+        same.regarding.and_then(|r| r.name).as_deref(),
+        Some("subject")
+    );
+    assert_eq!(same.series.map(|s| s.count), Some(2));
+    Ok(())
+}
