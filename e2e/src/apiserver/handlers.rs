@@ -310,7 +310,7 @@ pub fn selectors(
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(
         query.get("fieldSelector").map_or("", String::as_str),
-        target.res.is_pod(),
+        (target.res.group.as_str(), target.res.plural.as_str()),
     )?;
     Ok((labels, fields))
 }

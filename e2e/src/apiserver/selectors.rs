@@ -145,15 +145,16 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector: `metadata.name`, `metadata.namespace` and, for pods,
-/// `spec.serviceAccountName` and `spec.nodeName`, with `=`, `==` or `!=`.
+/// A parsed field selector (`=`, `==`, `!=`) over the fields kube-apiserver indexes for the
+/// kind: `metadata.name` and `metadata.namespace` everywhere, plus the per-kind ones below.
 #[derive(Clone, Debug, Default)]
 pub struct FieldSelector {
     reqs: Vec<(String, bool, String)>,
 }
 
 impl FieldSelector {
-    pub fn parse(s: &str, is_pod: bool) -> Result<Self, ApiError> {
+    /// `kind` is `(group, plural)`; fields are checked against what that resource supports.
+    pub fn parse(s: &str, kind: (&str, &str)) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
         for term in split_terms(s) {
             let (field, equal, value) = if let Some((k, v)) = term.split_once("!=") {
@@ -168,32 +169,81 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            let supported = matches!(field, "metadata.name" | "metadata.namespace")
-                || (is_pod
-                    && matches!(
-                        field,
-                        "spec.serviceAccountName" | "spec.nodeName" | "status.phase"
-                    ));
-            if !supported {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field}"
-                )));
-            }
-            reqs.push((field.to_owned(), equal, value.trim().to_owned()));
+            let stored = match stored_field(kind, field) {
+                Some(stored) => stored,
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {field}"
+                    )));
+                }
+            };
+            reqs.push((stored, equal, value.trim().to_owned()));
         }
         Ok(Self { reqs })
     }
 
     pub fn matches(&self, object: &Value) -> bool {
         self.reqs.iter().all(|(field, equal, value)| {
-            let actual = field
-                .split('.')
-                .fold(object, |v, part| &v[part])
-                .as_str()
-                .unwrap_or_default();
-            (actual == value) == *equal
+            let found = field.split('.').fold(object, |v, part| &v[part]);
+            let actual = match found {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (actual == *value) == *equal
         })
     }
+}
+
+/// The stored (core) path of a selectable field of `(group, plural)`, or None when the real
+/// server refuses it. events.k8s.io Events are stored as core Events, so their names map.
+fn stored_field(kind: (&str, &str), field: &str) -> Option<String> {
+    if matches!(field, "metadata.name" | "metadata.namespace") {
+        return Some(field.to_owned());
+    }
+    const EVENT_CORE: [&str; 13] = [
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "source.component",
+        "source.host",
+    ];
+    let supported: &[&str] = match kind {
+        ("", "pods") => &[
+            "spec.serviceAccountName",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "secrets") => &["type"],
+        ("", "namespaces") => &["status.phase"],
+        ("", "events") => &EVENT_CORE,
+        ("events.k8s.io", "events") => {
+            let core = if let Some(rest) = field.strip_prefix("regarding.") {
+                format!("involvedObject.{rest}")
+            } else if field == "reportingController" {
+                "reportingComponent".to_owned()
+            } else if field == "deprecatedSource" {
+                "source".to_owned()
+            } else {
+                field.to_owned()
+            };
+            return EVENT_CORE.contains(&core.as_str()).then_some(core);
+        }
+        _ => &[],
+    };
+    supported.contains(&field).then(|| field.to_owned())
 }
 
 #[cfg(test)]
@@ -236,10 +286,16 @@ mod tests {
     fn field_selectors_check_supported_fields() -> Result<(), ApiError> {
         let pod = json!({ "metadata": { "name": "p", "namespace": "n" }, "spec": { "serviceAccountName": "sa" } });
         assert!(
-            FieldSelector::parse("metadata.name=p,spec.serviceAccountName=sa", true)?.matches(&pod)
+            FieldSelector::parse("metadata.name=p,spec.serviceAccountName=sa", ("", "pods"))?
+                .matches(&pod)
         );
-        assert!(!FieldSelector::parse("metadata.namespace!=n", true)?.matches(&pod));
-        assert!(FieldSelector::parse("spec.serviceAccountName=sa", false).is_err());
+        assert!(!FieldSelector::parse("metadata.namespace!=n", ("", "pods"))?.matches(&pod));
+        assert!(FieldSelector::parse("spec.serviceAccountName=sa", ("", "configmaps")).is_err());
+        let event = json!({ "involvedObject": { "name": "p", "kind": "Pod" } });
+        assert!(
+            FieldSelector::parse("regarding.name=p", ("events.k8s.io", "events"))?.matches(&event)
+        );
+        assert!(FieldSelector::parse("involvedObject.kind=Pod", ("", "events"))?.matches(&event));
         Ok(())
     }
 }

@@ -316,3 +316,73 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+const POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+    - name: app
+      image: busybox
+";
+
+/// An Event about the pod; describe matches events by the pod's uid.
+const EVENT: &str = "\
+apiVersion: v1
+kind: Event
+metadata:
+  name: web.passport
+involvedObject:
+  apiVersion: v1
+  kind: Pod
+  name: web
+  namespace: default
+  uid: UID
+reason: CredentialsInjected
+message: injected aws credentials
+type: Normal
+";
+
+#[tokio::test]
+async fn kubectl_describes_a_pod_with_its_events() -> anyhow::Result<()> {
+    let k = Kubectl::start().await?;
+    k.ok(&["apply", "-f", "-"], Some(POD)).await?;
+    let uid = k
+        .ok(
+            &["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"],
+            None,
+        )
+        .await?;
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&EVENT.replace("UID", uid.trim())),
+    )
+    .await?;
+    let described = k.ok(&["describe", "pod", "web"], None).await?;
+    assert!(
+        described.contains("Service Account:  default"),
+        "{described}"
+    );
+    assert!(described.contains("kube-api-access-"), "{described}");
+    assert!(
+        described.contains("CredentialsInjected") && described.contains("injected aws credentials"),
+        "{described}"
+    );
+    let events = k
+        .ok(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=web",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .await?;
+    assert_eq!(events.trim(), "event/web.passport");
+    Ok(())
+}
