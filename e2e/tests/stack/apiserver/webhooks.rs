@@ -74,6 +74,14 @@ fn webhook_router(seen: Seen) -> Router {
             }),
         )
         .route(
+            // Answers after the API server's timeout has passed.
+            "/slow",
+            post(|Json(review): Json<Value>| async move {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                respond(&review, None)
+            }),
+        )
+        .route(
             "/deny",
             post(|Json(review): Json<Value>| async move {
                 Json(
@@ -200,6 +208,13 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
         None,
         "objectSelector"
     );
+    // dryRun reaches the webhook and nothing is stored.
+    let dry = PostParams { dry_run: true, ..PostParams::default() };
+    let dry_pod = hooked.create(&dry, &pod("dry", json!({}))?).await?;
+    assert_eq!(mutated(&dry_pod).as_deref(), Some("yes"));
+    assert!(hooked.get_opt("dry").await?.is_none(), "dry runs store nothing");
+    let dry_review = seen.lock().ok().and_then(|s| s.last().cloned()).context("a review")?;
+    assert_eq!(dry_review["request"]["dryRun"], true);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "hooked");
     cms.create(
         &pp,
@@ -208,7 +223,7 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
     .await?;
     assert_eq!(
         seen.lock().map(|s| s.len()).unwrap_or_default(),
-        1,
+        2,
         "rules: only pods are sent"
     );
     unregister(&client, "main").await?;
@@ -243,6 +258,16 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
         .await?;
     plain.create(&pp, &pod("p4", json!({}))?).await?;
     unregister(&client, "down").await?;
+
+    // timeoutSeconds is honoured: a slow webhook fails the call (Fail) after one second.
+    let slow = json!({ "url": format!("https://{}/slow", hook_server.addr()), "caBundle": ca_bundle });
+    register(&client, "slow", vec![webhook("slow.stack.test", slow, json!({ "timeoutSeconds": 1 }))]).await?;
+    let started = std::time::Instant::now();
+    let timed_out = api_error(plain.create(&pp, &pod("p-slow", json!({}))?).await)?;
+    assert_eq!(timed_out.code, 500);
+    assert!(timed_out.message.contains("failed calling webhook \"slow.stack.test\""));
+    assert!(started.elapsed() < std::time::Duration::from_millis(2900), "gave up before the answer");
+    unregister(&client, "slow").await?;
 
     // A denial carries the webhook's code and message.
     let deny =
