@@ -11,6 +11,7 @@ mod builtins;
 mod crd;
 mod discovery;
 mod handlers;
+mod injected;
 mod objects;
 mod openapi;
 mod patch;
@@ -65,6 +66,8 @@ pub struct Config {
     pub service_overrides: HashMap<String, SocketAddr>,
     /// The bearer token written into the kubeconfig.
     pub admin_token: String,
+    /// Failures and latency to inject into the next calls (also driven over `/_faults`).
+    pub faults: crate::faults::Faults,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(5),
             service_overrides: HashMap::new(),
             admin_token: "passport-stack-admin".into(),
+            faults: crate::faults::Faults::default(),
         }
     }
 }
@@ -175,9 +179,12 @@ impl ApiServer {
             issuer: OnceLock::new(),
             url: OnceLock::new(),
         });
-        let router = Router::new()
-            .fallback(handlers::dispatch)
-            .with_state(shared.clone());
+        let router = injected::wrap(
+            Router::new()
+                .fallback(handlers::dispatch)
+                .with_state(shared.clone()),
+            config.faults.clone(),
+        );
         let tls = ca.loopback_server_config().await?;
         let server = Server::start(router, Some(tls), config.port).await?;
         let url = server.url();
@@ -231,6 +238,11 @@ impl ApiServer {
 
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.dir.join("kubeconfig")
+    }
+
+    /// The fault queue: `server.faults().fail_next(1, StatusCode::SERVICE_UNAVAILABLE)`.
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.shared.config.faults
     }
 
     /// The CA certificate (PEM) that the serving certificate chains to.

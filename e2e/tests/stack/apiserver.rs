@@ -325,6 +325,29 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
 }
 
 #[tokio::test]
+async fn injected_faults_come_back_as_status_errors() -> anyhow::Result<()> {
+    use axum::http::StatusCode;
+    let (server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    server
+        .faults()
+        .fail_next(1, StatusCode::INTERNAL_SERVER_ERROR);
+    let failed = api_error(cms.get("kube-root-ca.crt").await)?;
+    assert_eq!(
+        (failed.code, failed.reason.as_str()),
+        (500, "InternalError")
+    );
+    // kube-rs retries 429 and 503 by itself, as client-go does; the call then succeeds.
+    server.faults().fail_next(1, StatusCode::TOO_MANY_REQUESTS);
+    server
+        .faults()
+        .fail_next(1, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(cms.get("kube-root-ca.crt").await.is_ok());
+    assert_eq!(server.faults().pending(), 0, "both faults were served");
+    Ok(())
+}
+
+#[tokio::test]
 async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Secret;
     let (_server, client) = start(Config::default()).await?;

@@ -209,11 +209,21 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
         "objectSelector"
     );
     // dryRun reaches the webhook and nothing is stored.
-    let dry = PostParams { dry_run: true, ..PostParams::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
     let dry_pod = hooked.create(&dry, &pod("dry", json!({}))?).await?;
     assert_eq!(mutated(&dry_pod).as_deref(), Some("yes"));
-    assert!(hooked.get_opt("dry").await?.is_none(), "dry runs store nothing");
-    let dry_review = seen.lock().ok().and_then(|s| s.last().cloned()).context("a review")?;
+    assert!(
+        hooked.get_opt("dry").await?.is_none(),
+        "dry runs store nothing"
+    );
+    let dry_review = seen
+        .lock()
+        .ok()
+        .and_then(|s| s.last().cloned())
+        .context("a review")?;
     assert_eq!(dry_review["request"]["dryRun"], true);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "hooked");
     cms.create(
@@ -260,13 +270,30 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
     unregister(&client, "down").await?;
 
     // timeoutSeconds is honoured: a slow webhook fails the call (Fail) after one second.
-    let slow = json!({ "url": format!("https://{}/slow", hook_server.addr()), "caBundle": ca_bundle });
-    register(&client, "slow", vec![webhook("slow.stack.test", slow, json!({ "timeoutSeconds": 1 }))]).await?;
+    let slow =
+        json!({ "url": format!("https://{}/slow", hook_server.addr()), "caBundle": ca_bundle });
+    register(
+        &client,
+        "slow",
+        vec![webhook(
+            "slow.stack.test",
+            slow,
+            json!({ "timeoutSeconds": 1 }),
+        )],
+    )
+    .await?;
     let started = std::time::Instant::now();
     let timed_out = api_error(plain.create(&pp, &pod("p-slow", json!({}))?).await)?;
     assert_eq!(timed_out.code, 500);
-    assert!(timed_out.message.contains("failed calling webhook \"slow.stack.test\""));
-    assert!(started.elapsed() < std::time::Duration::from_millis(2900), "gave up before the answer");
+    assert!(
+        timed_out
+            .message
+            .contains("failed calling webhook \"slow.stack.test\"")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2900),
+        "gave up before the answer"
+    );
     unregister(&client, "slow").await?;
 
     // A denial carries the webhook's code and message.
