@@ -183,10 +183,22 @@ async fn route(
         (Method::DELETE, Some(name), None) => {
             let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let precondition = options["preconditions"]["resourceVersion"].as_str();
+            let orphan = options["propagationPolicy"] == json!("Orphan")
+                || options["orphanDependents"] == json!(true)
+                || query
+                    .get("propagationPolicy")
+                    .is_some_and(|p| p == "Orphan");
             let mut inner = shared.lock();
             let ns = target.namespace.clone().unwrap_or_default();
-            let (obj, removed) =
-                objects::delete(&mut inner, &target.write, &ns, name, precondition, dry_run)?;
+            let (obj, removed) = objects::delete(
+                &mut inner,
+                &target.write,
+                &ns,
+                name,
+                precondition,
+                dry_run,
+                orphan,
+            )?;
             let returns_object = target.res.crd.is_some() || target.res.is_pod() || !removed;
             if returns_object {
                 Ok(json_response(
@@ -478,7 +490,8 @@ fn delete_collection(
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if let Ok((obj, _)) = objects::delete(&mut inner, &target.write, &ns, &name, None, dry_run)
+        if let Ok((obj, _)) =
+            objects::delete(&mut inner, &target.write, &ns, &name, None, dry_run, false)
         {
             items.push(objects::as_served(&target.res, obj));
         }

@@ -3,13 +3,14 @@
 //!
 //! Submodules: `store` (objects, resourceVersion, watch log), `resources` (what is served),
 //! `discovery` and `openapi`, `handlers` (routing and verbs), `objects` (the write path),
-//! `builtins` (built-in kinds' admission and defaults), `patch`, `watch`, `crd`, `table`
-//! (kubectl printing), `token` (TokenRequest and OIDC), `webhooks` (mutating admission),
-//! `selectors` and `status` (error bodies).
+//! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch`,
+//! `watch`, `crd`, `table` (kubectl printing), `token` (TokenRequest and OIDC), `webhooks`
+//! (mutating admission), `injected` (fault injection), `selectors` and `status` (error bodies).
 
 mod builtins;
 mod crd;
 mod discovery;
+mod gc;
 mod handlers;
 mod injected;
 mod objects;

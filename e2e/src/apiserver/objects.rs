@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Inner, builtins, crd,
+    Inner, builtins, crd, gc,
     resources::ApiResource,
     status::{ApiError, Cause},
     store::{self, EventType},
@@ -391,6 +391,7 @@ pub fn delete(
     name: &str,
     precondition_rv: Option<&str>,
     dry_run: bool,
+    orphan: bool,
 ) -> Result<(Value, bool), ApiError> {
     let gr = res.group_resource();
     let Some(old) = inner
@@ -412,6 +413,10 @@ pub fn delete(
         return Ok((old, !has_finalizers));
     }
     if !has_finalizers {
+        if orphan {
+            let uid = meta(&old)["uid"].as_str().unwrap_or_default().to_owned();
+            gc::orphan(inner, &uid);
+        }
         return Ok((remove(inner, res, namespace, name)?, true));
     }
     if !meta(&old)["deletionTimestamp"].is_null() {
@@ -486,6 +491,9 @@ fn remove(
             }
         }
         _ => {}
+    }
+    if let Some(uid) = gone["metadata"]["uid"].as_str() {
+        gc::collect(inner, uid);
     }
     Ok(gone)
 }

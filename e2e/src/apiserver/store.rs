@@ -35,7 +35,8 @@ pub struct Event {
     pub prev: Option<Value>,
 }
 
-type Key = (String, String, String);
+/// (storage key, namespace, name).
+pub type Key = (String, String, String);
 
 /// The object store. Callers hold the server's lock around it.
 pub struct Store {
@@ -91,6 +92,11 @@ impl Store {
             .iter()
             .filter(move |((s, ns, _), _)| s == storage && namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v)
+    }
+
+    /// Every object with its (storage, namespace, name).
+    pub fn all(&self) -> impl Iterator<Item = (&Key, &Value)> {
+        self.objects.iter()
     }
 
     /// Stores `object` (whose resourceVersion the caller already set to `rv`) and logs the event.

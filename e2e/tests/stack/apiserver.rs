@@ -348,6 +348,42 @@ async fn injected_faults_come_back_as_status_errors() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn owner_references_cascade_unless_orphaned() -> anyhow::Result<()> {
+    let (_server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let owned_by = |name: &str, owner: &ConfigMap| -> anyhow::Result<ConfigMap> {
+        Ok(serde_json::from_value(
+            json!({ "metadata": { "name": name, "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": owner.name_any(), "uid": owner.uid() }] } }),
+        )?)
+    };
+    let owner = cms
+        .create(&pp, &config_map("owner", json!({}), json!({}))?)
+        .await?;
+    let child = cms.create(&pp, &owned_by("child", &owner)?).await?;
+    cms.create(&pp, &owned_by("grandchild", &child)?).await?;
+    cms.delete("owner", &DeleteParams::background()).await?;
+    for name in ["child", "grandchild"] {
+        assert!(cms.get_opt(name).await?.is_none(), "{name} is collected");
+    }
+
+    let owner = cms
+        .create(&pp, &config_map("owner2", json!({}), json!({}))?)
+        .await?;
+    cms.create(&pp, &owned_by("kept", &owner)?).await?;
+    cms.delete("owner2", &DeleteParams::orphan()).await?;
+    let kept = cms.get("kept").await?;
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Secret;
     let (_server, client) = start(Config::default()).await?;
