@@ -132,7 +132,7 @@ async fn route(
     match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, None) => {
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                watch::watch(shared, &target, query)
+                watch::watch(shared, &target, query, table::metadata_wanted(headers))
             } else {
                 list(shared, &target, query, headers)
             }
@@ -311,6 +311,9 @@ fn get(
             &table::render(&target.res, &[obj], rv),
         ));
     }
+    if table::metadata_wanted(headers) {
+        return Ok(json_response(StatusCode::OK, &table::partial(&obj)));
+    }
     Ok(json_response(StatusCode::OK, &obj))
 }
 
@@ -354,6 +357,16 @@ fn list(
         return Ok(json_response(
             StatusCode::OK,
             &table::render(&target.res, &items, rv),
+        ));
+    }
+    if table::metadata_wanted(headers) {
+        let items: Vec<Value> = items.iter().map(table::partial).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                "metadata": { "resourceVersion": rv.to_string() }, "items": items,
+            }),
         ));
     }
     Ok(json_response(

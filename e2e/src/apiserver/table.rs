@@ -1,5 +1,6 @@
-//! Server-side printing: `meta.k8s.io/v1` Table answers for `kubectl get`, with a CRD's
-//! `additionalPrinterColumns` evaluated by a small JSONPath subset.
+//! Alternative representations: `meta.k8s.io/v1` Table answers for `kubectl get` (a CRD's
+//! `additionalPrinterColumns` evaluated by a small JSONPath subset) and PartialObjectMetadata
+//! answers for metadata-only clients (kube-rs `get_metadata`, `metadata_watcher`).
 
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
@@ -13,6 +14,20 @@ pub fn wanted(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("as=Table"))
+}
+
+/// Whether the client asked for metadata only (`as=PartialObjectMetadata[List]`).
+pub fn metadata_wanted(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("as=PartialObjectMetadata"))
+}
+
+/// An object reduced to its metadata.
+pub fn partial(obj: &Value) -> Value {
+    json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"] })
 }
 
 /// The columns of `res`: Name, then the CRD's printer columns (Age when it declares none).

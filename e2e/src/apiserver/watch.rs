@@ -64,7 +64,20 @@ impl Filter {
     }
 }
 
-pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Response, ApiError> {
+/// Streams the watch; `metadata_only` sends PartialObjectMetadata objects.
+pub fn watch(
+    shared: &Arc<Shared>,
+    target: &Target,
+    query: &Query,
+    metadata_only: bool,
+) -> Result<Response, ApiError> {
+    let shape = move |obj: Value| {
+        if metadata_only {
+            super::table::partial(&obj)
+        } else {
+            obj
+        }
+    };
     let (labels, fields) = selectors(target, query)?;
     let filter = Filter {
         storage: target.res.storage_key(),
@@ -107,7 +120,8 @@ pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Res
                     let (past, rx) = inner.store.events_since(rv);
                     for event in past {
                         if let Some(kind) = filter.view(&event) {
-                            first.push(line(kind, &objects::as_served(&res, event.object.clone())));
+                            let obj = shape(objects::as_served(&res, event.object.clone()));
+                            first.push(line(kind, &obj));
                         }
                     }
                     (Some(rx), rv)
@@ -115,7 +129,7 @@ pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Res
             }
             _ => {
                 for obj in selected(target, query, &inner)? {
-                    first.push(line("ADDED", &obj));
+                    first.push(line("ADDED", &shape(obj)));
                 }
                 if send_initial && bookmarks {
                     first.push(line("BOOKMARK", &bookmark(&res, current, true)));
@@ -157,7 +171,7 @@ pub fn watch(shared: &Arc<Shared>, target: &Target, query: &Query) -> Result<Res
                         }
                         last_rv = event.rv;
                         if let Some(kind) = filter.view(&event) {
-                            let obj = objects::as_served(&res, event.object.clone());
+                            let obj = shape(objects::as_served(&res, event.object.clone()));
                             if tx.send(line(kind, &obj)).await.is_err() {
                                 return;
                             }

@@ -456,3 +456,46 @@ async fn recorder_events_are_core_events_too() -> anyhow::Result<()> {
     assert_eq!(same.series.map(|s| s.count), Some(2));
     Ok(())
 }
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() -> anyhow::Result<()> {
+    use kube::runtime::metadata_watcher;
+    let (_server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+        "metadata": { "name": "meta", "labels": { "m": "1" } }, "data": { "secret": "x" } }))?,
+    )
+    .await?;
+    let raw = axum::http::Request::get("/api/v1/namespaces/default/configmaps/meta")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())?;
+    let raw: serde_json::Value = client.request(raw).await?;
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("data").is_none(), "only metadata is sent");
+    let meta = cms.get_metadata("meta").await?;
+    assert_eq!(
+        meta.metadata
+            .labels
+            .unwrap_or_default()
+            .get("m")
+            .map(String::as_str),
+        Some("1")
+    );
+    let listed = cms
+        .list_metadata(&kube::api::ListParams::default().labels("m=1"))
+        .await?;
+    assert_eq!(listed.items.len(), 1);
+    let mut stream = metadata_watcher(cms.clone(), watcher::Config::default().labels("m=1"))
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(WAIT, stream.next())
+        .await?
+        .context("watch ended")??;
+    assert_eq!(first.name_any(), "meta");
+    Ok(())
+}
