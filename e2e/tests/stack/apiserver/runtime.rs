@@ -459,7 +459,7 @@ async fn recorder_events_are_core_events_too() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn metadata_only_reads_and_watches() -> anyhow::Result<()> {
-    use kube::runtime::metadata_watcher;
+    use kube::core::PartialObjectMeta;
     let (_server, client) = start(Config::default()).await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.create(
@@ -490,7 +490,8 @@ async fn metadata_only_reads_and_watches() -> anyhow::Result<()> {
         .list_metadata(&kube::api::ListParams::default().labels("m=1"))
         .await?;
     assert_eq!(listed.items.len(), 1);
-    let mut stream = metadata_watcher(cms.clone(), watcher::Config::default().labels("m=1"))
+    let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "default");
+    let mut stream = watcher(metas, watcher::Config::default().labels("m=1"))
         .applied_objects()
         .boxed();
     let first = tokio::time::timeout(WAIT, stream.next())
