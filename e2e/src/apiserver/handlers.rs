@@ -13,7 +13,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    Shared, crd, discovery, objects, openapi,
+    Shared, apply, crd, discovery, objects, openapi,
     patch::{self, PatchType},
     resources::ApiResource,
     selectors::{FieldSelector, LabelSelector},
@@ -428,7 +428,9 @@ async fn patch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let kind = PatchType::from_content_type(content_type)?;
-    if kind == PatchType::Apply && query.get("fieldManager").is_none_or(String::is_empty) {
+    let manager = query.get("fieldManager").map_or("", String::as_str);
+    let force = query.get("force").is_some_and(|f| f == "true");
+    if kind == PatchType::Apply && manager.is_empty() {
         return Err(ApiError::bad_request(
             "PATCH /apply requires fieldManager to be set",
         ));
@@ -445,7 +447,18 @@ async fn patch(
             .cloned()
         {
             let served = objects::as_served(&target.res, old.clone());
-            let new = patch::apply(kind, &served, body)?;
+            let new = if kind == PatchType::Apply {
+                apply::apply(
+                    Some(&served),
+                    body,
+                    manager,
+                    force,
+                    target.subresource.as_deref(),
+                    &target.res.api_version(),
+                )?
+            } else {
+                patch::apply(kind, &served, body)?
+            };
             crd::check_strict(&target.res, strict, &new)?;
             let new = objects::to_storage(&target.res, new);
             let updated = objects::update(
@@ -466,12 +479,7 @@ async fn patch(
         return Err(ApiError::not_found(&target.res.group_resource(), name));
     }
     // Server-side apply of an absent object creates it.
-    let obj = patch::parse_apply(body)?;
-    if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the applied configuration is not an object",
-        ));
-    }
+    let obj = apply::apply(None, body, manager, force, None, &target.res.api_version())?;
     let given = obj["metadata"]["name"].as_str().unwrap_or_default();
     if given != name {
         return Err(ApiError::bad_request(format!(

@@ -3,10 +3,12 @@
 //!
 //! Submodules: `store` (objects, resourceVersion, watch log), `resources` (what is served),
 //! `discovery` and `openapi`, `handlers` (routing and verbs), `objects` (the write path),
-//! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch`,
-//! `watch`, `crd`, `table` (kubectl printing), `token` (TokenRequest and OIDC), `webhooks`
-//! (mutating admission), `injected` (fault injection), `selectors` and `status` (error bodies).
+//! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch` and
+//! `apply` (server-side apply), `watch`, `crd`, `table` (kubectl printing and metadata-only
+//! answers), `token` (TokenRequest and OIDC), `webhooks` (mutating admission), `injected`
+//! (fault injection), `selectors` and `status` (error bodies).
 
+mod apply;
 mod builtins;
 mod crd;
 mod discovery;

@@ -195,7 +195,6 @@ pub fn commit_create(
     m.insert("creationTimestamp".into(), json!(store::now_rfc3339()));
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
-    m.remove("managedFields");
     m.remove("selfLink");
     if res.has_generation {
         m.insert("generation".into(), json!(1));
@@ -277,7 +276,11 @@ pub fn update(
     }
     if subresource == Some("status") {
         let status = new.get("status").cloned();
+        let fields = new["metadata"].get("managedFields").cloned();
         new = old.clone();
+        if let Some(fields) = fields {
+            new["metadata"]["managedFields"] = fields;
+        }
         match status {
             Some(s) => new["status"] = s,
             None => {
@@ -316,7 +319,12 @@ pub fn update(
                 None => m.remove(key),
             };
         }
-        m.remove("managedFields");
+        // Writers that do not mention managedFields keep the recorded owners.
+        if !m.contains_key("managedFields")
+            && let Some(fields) = old_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), fields.clone());
+        }
     }
     builtins::fold_string_data(res, &mut new);
     builtins::check_immutable_data(res, old, &new)?;

@@ -1,5 +1,5 @@
 //! PATCH bodies: JSON patch (RFC 6902, `test` included), JSON merge patch (RFC 7386), a
-//! strategic merge patch subset for built-ins, and server-side apply reduced to a merge.
+//! strategic merge patch subset for built-ins. Server-side apply lives in `apply`.
 
 use serde_json::{Map, Value};
 
@@ -59,12 +59,9 @@ pub fn apply(kind: PatchType, current: &Value, body: &[u8]) -> Result<Value, Api
             strategic_merge(&mut doc, &patch);
         }
         PatchType::Apply => {
-            let mut patch = parse_apply(body)?;
-            // Ownership is not tracked: the applied configuration is merged over the object.
-            if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("managedFields");
-            }
-            strategic_merge(&mut doc, &patch);
+            return Err(ApiError::internal(
+                "apply patches go through the server-side apply module",
+            ));
         }
     }
     Ok(doc)

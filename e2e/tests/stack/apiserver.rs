@@ -287,6 +287,96 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn server_side_apply_tracks_field_managers() -> anyhow::Result<()> {
+    let (_server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |data: serde_json::Value| {
+        Patch::Apply(json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "ssa" }, "data": data }))
+    };
+    let as_a = PatchParams::apply("manager-a");
+    cms.patch("ssa", &as_a, &cm(json!({ "k": "1", "extra": "x" })))
+        .await?;
+    let reapplied = cms.patch("ssa", &as_a, &cm(json!({ "k": "1" }))).await?;
+    assert_eq!(
+        reapplied.data,
+        Some([("k".to_owned(), "1".to_owned())].into()),
+        "extra was dropped"
+    );
+    let managers: Vec<_> = reapplied
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["manager-a"]);
+
+    let as_b = PatchParams::apply("manager-b");
+    let clash = api_error(cms.patch("ssa", &as_b, &cm(json!({ "k": "2" }))).await)?;
+    assert_eq!((clash.code, clash.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        clash.message,
+        "Apply failed with 1 conflict: conflict with \"manager-a\": .data.k"
+    );
+    let forced = cms
+        .patch("ssa", &as_b.clone().force(), &cm(json!({ "k": "2" })))
+        .await?;
+    assert_eq!(
+        forced
+            .data
+            .as_ref()
+            .and_then(|d| d.get("k"))
+            .map(String::as_str),
+        Some("2")
+    );
+
+    // Other writes keep the recorded managers.
+    let merged = cms
+        .patch(
+            "ssa",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "m": "3" } })),
+        )
+        .await?;
+    assert_eq!(merged.managed_fields().len(), 2);
+
+    // Status applied through /status: a condition field left out is removed.
+    install_widgets(&client).await?;
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    widgets
+        .create(
+            &PostParams::default(),
+            &Widget::new(
+                "s",
+                WidgetSpec {
+                    size: 1,
+                    color: None,
+                },
+            ),
+        )
+        .await?;
+    let status = |s: serde_json::Value| {
+        Patch::Apply(json!({ "apiVersion": "stack.test/v1", "kind": "Widget",
+            "metadata": { "name": "s" }, "status": s }))
+    };
+    let ctl = PatchParams::apply("controller").force();
+    widgets
+        .patch_status(
+            "s",
+            &ctl,
+            &status(json!({ "ready": true, "observedGeneration": 1 })),
+        )
+        .await?;
+    let w = widgets
+        .patch_status("s", &ctl, &status(json!({ "ready": true })))
+        .await?;
+    let st = w.status.context("status")?;
+    assert!(st.ready);
+    assert_eq!(st.observed_generation, None);
+    assert_eq!(w.spec.size, 1, "a status apply leaves spec alone");
+    Ok(())
+}
+
+#[tokio::test]
 async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<()> {
     let (_server, client) = start(Config::default()).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
