@@ -243,3 +243,73 @@ pub fn events_to_core(obj: &Value) -> Value {
 pub fn events_from_core(obj: &Value) -> Value {
     rename_fields(obj, false, "events.k8s.io/v1")
 }
+
+/// Namespace deletion: the namespace turns Terminating, everything in it is deleted (objects
+/// with finalizers wait for them), and the namespace goes once it is empty.
+pub fn terminate_namespace(inner: &mut Inner, mut ns: Value) -> Result<(Value, bool), ApiError> {
+    let name = name_of(&ns).to_owned();
+    if ns["metadata"]["deletionTimestamp"].is_null() {
+        let rv = inner.store.next_rv();
+        ns["metadata"]["deletionTimestamp"] = json!(store::now_rfc3339());
+        ns["metadata"]["resourceVersion"] = json!(rv.to_string());
+        ns["spec"]["finalizers"] = json!(["kubernetes"]);
+        ns["status"]["phase"] = json!("Terminating");
+        inner.store.put(
+            "/namespaces",
+            "",
+            &name,
+            ns.clone(),
+            store::EventType::Modified,
+        );
+    }
+    let contents: Vec<(ApiResource, String)> = inner
+        .store
+        .all()
+        .filter(|((_, n, _), _)| *n == name)
+        .filter_map(|((storage, _, obj_name), _)| {
+            inner
+                .registry
+                .all()
+                .find(|r| r.storage_override.is_none() && r.storage_key() == *storage)
+                .map(|r| (r.clone(), obj_name.clone()))
+        })
+        .collect();
+    for (obj_res, obj_name) in contents {
+        // Already gone through a cascade, or waiting for its finalizers: both fine.
+        let _ = super::objects::delete(inner, &obj_res, &name, &obj_name, None, false, false);
+    }
+    if let Some(gone) = finish_namespace_if_empty(inner, &name) {
+        return Ok((gone, true));
+    }
+    // The last removal in the loop may already have taken the namespace away.
+    Ok(match inner.store.get("/namespaces", "", &name) {
+        Some(current) => (current.clone(), false),
+        None => (ns, true),
+    })
+}
+
+/// Removes a Terminating namespace once nothing is left in it; returns it when removed.
+pub fn finish_namespace_if_empty(inner: &mut Inner, ns: &str) -> Option<Value> {
+    let terminating = inner
+        .store
+        .get("/namespaces", "", ns)
+        .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null());
+    let empty = !inner.store.all().any(|((_, n, _), _)| n == ns);
+    if terminating && empty {
+        inner.store.remove("/namespaces", "", ns)
+    } else {
+        None
+    }
+}
+
+/// What creating into a Terminating namespace answers.
+pub fn namespace_terminating(ns: &str) -> ApiError {
+    ApiError::custom(
+        403,
+        "Forbidden",
+        format!("unable to create new content in namespace {ns} because it is being terminated"),
+        Some(json!({ "name": ns, "kind": "namespaces", "causes": [{
+            "reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"),
+            "field": "metadata.namespace" }] })),
+    )
+}

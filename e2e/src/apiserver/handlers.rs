@@ -199,7 +199,10 @@ async fn route(
                 dry_run,
                 orphan,
             )?;
-            let returns_object = target.res.crd.is_some() || target.res.is_pod() || !removed;
+            let returns_object = target.res.crd.is_some()
+                || target.res.is_pod()
+                || target.res.plural == "namespaces"
+                || !removed;
             if returns_object {
                 Ok(json_response(
                     StatusCode::OK,

@@ -99,8 +99,12 @@ pub fn prepare_create(
             group: String::new(),
             resource: "namespaces".into(),
         };
-        if inner.store.get("/namespaces", "", ns).is_none() {
-            return Err(ApiError::not_found(&ns_gr, ns));
+        match inner.store.get("/namespaces", "", ns) {
+            None => return Err(ApiError::not_found(&ns_gr, ns)),
+            Some(found) if !found["metadata"]["deletionTimestamp"].is_null() => {
+                return Err(builtins::namespace_terminating(ns));
+            }
+            Some(_) => {}
         }
     } else {
         m.remove("namespace");
@@ -420,6 +424,9 @@ pub fn delete(
     if dry_run {
         return Ok((old, !has_finalizers));
     }
+    if res.group.is_empty() && res.plural == "namespaces" {
+        return builtins::terminate_namespace(inner, old);
+    }
     if !has_finalizers {
         if orphan {
             let uid = meta(&old)["uid"].as_str().unwrap_or_default().to_owned();
@@ -462,27 +469,6 @@ fn remove(
         .remove(&res.storage_key(), namespace, name)
         .ok_or_else(|| ApiError::not_found(&res.group_resource(), name))?;
     match (res.group.as_str(), res.plural.as_str()) {
-        ("", "namespaces") => {
-            // Everything in the namespace goes at once (no Terminating phase, finalizers ignored).
-            let keys: Vec<(String, String)> = inner
-                .registry
-                .all()
-                .filter(|r| r.namespaced)
-                .map(|r| r.storage_key())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .flat_map(|key| {
-                    inner
-                        .store
-                        .list(&key, Some(name))
-                        .map(|o| (key.clone(), name_of(o).to_owned()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for (key, obj_name) in keys {
-                inner.store.remove(&key, name, &obj_name);
-            }
-        }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             if let Some(versions) = inner.registry.remove_custom(name)
                 && let Some(first) = versions.first()
@@ -502,6 +488,9 @@ fn remove(
     }
     if let Some(uid) = gone["metadata"]["uid"].as_str() {
         gc::collect(inner, uid);
+    }
+    if res.namespaced {
+        builtins::finish_namespace_if_empty(inner, namespace);
     }
     Ok(gone)
 }

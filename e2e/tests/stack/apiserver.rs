@@ -322,6 +322,60 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
             .any(|c| c.namespace().as_deref() == Some("default")),
         "lists span namespaces"
     );
+
+    // A finalizer in the namespace holds it in Terminating until it is released.
+    install_widgets(&client).await?;
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": "held" } }))?;
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "held");
+    let mut w = Widget::new(
+        "w",
+        WidgetSpec {
+            size: 1,
+            color: None,
+        },
+    );
+    w.metadata.finalizers = Some(vec!["stack.test/cleanup".into()]);
+    widgets.create(&PostParams::default(), &w).await?;
+    namespaces.delete("held", &DeleteParams::default()).await?;
+    let held = namespaces.get("held").await?;
+    assert_eq!(
+        held.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    assert!(
+        widgets
+            .get("w")
+            .await?
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let in_held: Api<ConfigMap> = Api::namespaced(client.clone(), "held");
+    let refused = api_error(
+        in_held
+            .create(
+                &PostParams::default(),
+                &config_map("late", json!({}), json!({}))?,
+            )
+            .await,
+    )?;
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        refused.message,
+        "unable to create new content in namespace held because it is being terminated"
+    );
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await?;
+    assert!(
+        namespaces.get_opt("held").await?.is_none(),
+        "the namespace goes once empty"
+    );
     Ok(())
 }
 
