@@ -468,23 +468,20 @@ fn remove(
         .store
         .remove(&res.storage_key(), namespace, name)
         .ok_or_else(|| ApiError::not_found(&res.group_resource(), name))?;
-    match (res.group.as_str(), res.plural.as_str()) {
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            if let Some(versions) = inner.registry.remove_custom(name)
-                && let Some(first) = versions.first()
-            {
-                let key = first.storage_key();
-                let all: Vec<(String, String)> = inner
-                    .store
-                    .list(&key, None)
-                    .map(|o| (namespace_of(o).to_owned(), name_of(o).to_owned()))
-                    .collect();
-                for (ns, n) in all {
-                    inner.store.remove(&key, &ns, &n);
-                }
-            }
+    // A CRD takes its custom resources with it (at once, their finalizers notwithstanding).
+    if res.group == "apiextensions.k8s.io"
+        && let Some(versions) = inner.registry.remove_custom(name)
+        && let Some(first) = versions.first()
+    {
+        let key = first.storage_key();
+        let all: Vec<(String, String)> = inner
+            .store
+            .list(&key, None)
+            .map(|o| (namespace_of(o).to_owned(), name_of(o).to_owned()))
+            .collect();
+        for (ns, n) in all {
+            inner.store.remove(&key, &ns, &n);
         }
-        _ => {}
     }
     if let Some(uid) = gone["metadata"]["uid"].as_str() {
         gc::collect(inner, uid);
