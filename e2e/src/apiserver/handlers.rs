@@ -153,20 +153,10 @@ async fn route(
             let new = parse_body(headers, body)?;
             crd::check_strict(&target.res, strict, &new)?;
             let new = objects::to_storage(&target.res, new);
-            let mut inner = shared.lock();
-            let old = existing(&inner, &target, name)?;
-            let updated = objects::update(
-                &mut inner,
-                &target.write,
-                &old,
-                new,
-                target.subresource.as_deref(),
-                dry_run,
-            )?;
-            Ok(json_response(
-                StatusCode::OK,
-                &objects::as_served(&target.res, updated),
-            ))
+            let user = user_info(shared, headers);
+            let updated =
+                update(shared, &target, name, &user, dry_run, |_| Ok(new.clone())).await?;
+            Ok(json_response(StatusCode::OK, &updated))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
             patch(
@@ -401,20 +391,62 @@ pub async fn create(
     let admitted = if hooks.is_empty() {
         prepared
     } else {
-        webhooks::admit(
-            shared,
-            &target.write,
-            "CREATE",
-            prepared,
-            hooks,
+        let request = webhooks::Request {
+            res: &target.write,
+            operation: "CREATE",
+            old: None,
             user,
             dry_run,
-        )
-        .await?
+        };
+        webhooks::admit(shared, &request, prepared, hooks).await?
     };
     let mut inner = shared.lock();
     let created = objects::commit_create(&mut inner, &target.write, admitted, dry_run)?;
     Ok(objects::as_served(&target.res, created))
+}
+
+/// Update (PUT or PATCH): `make` builds the new object from the stored one; UPDATE webhooks
+/// run on it (main resource only). Without webhooks it all happens under one lock; with them,
+/// a write that lands meanwhile makes this one a 409, as a stale resourceVersion would.
+async fn update(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    user: &Value,
+    dry_run: bool,
+    make: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let sub = target.subresource.as_deref();
+    let (old, new, hooks) = {
+        let mut inner = shared.lock();
+        let old = existing(&inner, target, name)?;
+        let new = make(&old)?;
+        let hooks = if sub.is_none() {
+            webhooks::matching(&inner, &target.write, "UPDATE", &new)?
+        } else {
+            Vec::new()
+        };
+        if hooks.is_empty() {
+            let updated = objects::update(&mut inner, &target.write, &old, new, sub, dry_run)?;
+            return Ok(objects::as_served(&target.res, updated));
+        }
+        (old, new, hooks)
+    };
+    let request = webhooks::Request {
+        res: &target.write,
+        operation: "UPDATE",
+        old: Some(&old),
+        user,
+        dry_run,
+    };
+    let admitted = webhooks::admit(shared, &request, new, hooks).await?;
+    let mut inner = shared.lock();
+    let current = existing(&inner, target, name)?;
+    if current["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+        return Err(ApiError::conflict(&target.res.group_resource(), name));
+    }
+    let updated = objects::update(&mut inner, &target.write, &current, admitted, sub, dry_run)?;
+    Ok(objects::as_served(&target.res, updated))
 }
 
 async fn patch(
@@ -441,14 +473,17 @@ async fn patch(
     if kind == PatchType::Strategic && target.res.crd.is_some() {
         return Err(ApiError::unsupported_media_type(content_type));
     }
-    {
-        let mut inner = shared.lock();
+    let exists = {
+        let inner = shared.lock();
         let ns = target.namespace.as_deref().unwrap_or_default();
-        if let Some(old) = inner
+        inner
             .store
             .get(&target.res.storage_key(), ns, name)
-            .cloned()
-        {
+            .is_some()
+    };
+    if exists {
+        let user = user_info(shared, headers);
+        let updated = update(shared, target, name, &user, dry_run, |old| {
             let served = objects::as_served(&target.res, old.clone());
             let new = if kind == PatchType::Apply {
                 apply::apply(
@@ -463,20 +498,10 @@ async fn patch(
                 patch::apply(kind, &served, body)?
             };
             crd::check_strict(&target.res, strict, &new)?;
-            let new = objects::to_storage(&target.res, new);
-            let updated = objects::update(
-                &mut inner,
-                &target.write,
-                &old,
-                new,
-                target.subresource.as_deref(),
-                dry_run,
-            )?;
-            return Ok(json_response(
-                StatusCode::OK,
-                &objects::as_served(&target.res, updated),
-            ));
-        }
+            Ok(objects::to_storage(&target.res, new))
+        })
+        .await?;
+        return Ok(json_response(StatusCode::OK, &updated));
     }
     if kind != PatchType::Apply || target.subresource.is_some() {
         return Err(ApiError::not_found(&target.res.group_resource(), name));

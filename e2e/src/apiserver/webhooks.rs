@@ -1,4 +1,4 @@
-//! Mutating admission: on CREATE, call the webhooks of every MutatingWebhookConfiguration whose
+//! Mutating admission: on CREATE and UPDATE, call the webhooks of every MutatingWebhookConfiguration whose
 //! rules and selectors match, over HTTPS trusting `caBundle`, and apply their JSON patches.
 
 use std::time::Duration;
@@ -122,23 +122,31 @@ pub fn matching(
 
 /// Runs the hooks in order, then reinvokes once each `IfNeeded` hook whose output a later hook
 /// changed. Returns the mutated object or the rejection.
+/// What is being admitted, besides the object.
+pub struct Request<'a> {
+    pub res: &'a ApiResource,
+    /// `CREATE` or `UPDATE`.
+    pub operation: &'a str,
+    /// The stored object, for UPDATE.
+    pub old: Option<&'a Value>,
+    pub user: &'a Value,
+    pub dry_run: bool,
+}
+
 pub async fn admit(
     shared: &Shared,
-    res: &ApiResource,
-    operation: &str,
+    request: &Request<'_>,
     mut obj: Value,
     hooks: Vec<Hook>,
-    user: &Value,
-    dry_run: bool,
 ) -> Result<Value, ApiError> {
     let mut after_each = Vec::with_capacity(hooks.len());
     for hook in &hooks {
-        obj = call_with_policy(shared, hook, res, operation, obj, user, dry_run).await?;
+        obj = call_with_policy(shared, hook, request, obj).await?;
         after_each.push(obj.clone());
     }
     for (hook, after) in hooks.iter().zip(after_each) {
         if hook.reinvoke() && after != obj {
-            obj = call_with_policy(shared, hook, res, operation, obj, user, dry_run).await?;
+            obj = call_with_policy(shared, hook, request, obj).await?;
         }
     }
     Ok(obj)
@@ -147,13 +155,10 @@ pub async fn admit(
 async fn call_with_policy(
     shared: &Shared,
     hook: &Hook,
-    res: &ApiResource,
-    operation: &str,
+    request: &Request<'_>,
     obj: Value,
-    user: &Value,
-    dry_run: bool,
 ) -> Result<Value, ApiError> {
-    match call(shared, hook, res, operation, &obj, user, dry_run).await {
+    match call(shared, hook, request, &obj).await {
         Ok(Outcome::Allowed(new)) => Ok(new),
         Ok(Outcome::Denied(err)) => Err(err),
         Err(reason) if hook.ignores_failures() => {
@@ -206,12 +211,16 @@ fn endpoint(
 async fn call(
     shared: &Shared,
     hook: &Hook,
-    res: &ApiResource,
-    operation: &str,
+    request: &Request<'_>,
     obj: &Value,
-    user: &Value,
-    dry_run: bool,
 ) -> Result<Outcome, String> {
+    let Request {
+        res,
+        operation,
+        old,
+        user,
+        dry_run,
+    } = *request;
     let timeout = hook.webhook["timeoutSeconds"].as_u64().unwrap_or(10);
     let (url, resolve) = endpoint(shared, &hook.webhook["clientConfig"])?;
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -239,9 +248,10 @@ async fn call(
         "request": {
             "uid": uid, "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
             "name": objects::name_of(obj), "namespace": objects::namespace_of(obj),
-            "operation": operation, "userInfo": user, "object": obj, "oldObject": null,
+            "operation": operation, "userInfo": user, "object": obj, "oldObject": old,
             "dryRun": dry_run,
-            "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" },
+            "options": { "apiVersion": "meta.k8s.io/v1",
+                "kind": if old.is_some() { "UpdateOptions" } else { "CreateOptions" } },
         },
     });
     let post_err = |e: String| format!("failed to call webhook: Post \"{url}\": {e}");

@@ -238,6 +238,54 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
     );
     unregister(&client, "main").await?;
 
+    // UPDATE webhooks see the old object; CREATE is not sent to them.
+    let updates = webhook(
+        "update.stack.test",
+        json!({ "url": format!("https://{}/annotate", hook_server.addr()), "caBundle": ca_bundle }),
+        json!({ "rules": [{ "operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"] }] }),
+    );
+    register(&client, "updates", vec![updates]).await?;
+    let before = seen.lock().map(|s| s.len()).unwrap_or_default();
+    let plain_cms: Api<ConfigMap> = Api::namespaced(client.clone(), "plain");
+    plain_cms
+        .create(
+            &pp,
+            &serde_json::from_value(json!({ "metadata": { "name": "u" } }))?,
+        )
+        .await?;
+    assert_eq!(
+        seen.lock().map(|s| s.len()).unwrap_or_default(),
+        before,
+        "CREATE is not an UPDATE"
+    );
+    let updated = plain_cms
+        .patch(
+            "u",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "a": "1" } })),
+        )
+        .await?;
+    assert_eq!(
+        updated
+            .annotations()
+            .get("stack.test/mutated")
+            .map(String::as_str),
+        Some("yes")
+    );
+    let review = seen
+        .lock()
+        .ok()
+        .and_then(|s| s.last().cloned())
+        .context("a review")?;
+    assert_eq!(review["request"]["operation"], "UPDATE");
+    assert_eq!(review["request"]["oldObject"]["metadata"]["name"], "u");
+    assert!(
+        review["request"]["oldObject"]["data"].is_null(),
+        "the old object is the stored one"
+    );
+    assert_eq!(review["request"]["options"]["kind"], "UpdateOptions");
+    unregister(&client, "updates").await?;
+
     // A webhook that cannot be reached: Fail rejects, Ignore admits.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let down = json!({ "url": format!("https://{closed}/mutate"), "caBundle": ca_bundle });
