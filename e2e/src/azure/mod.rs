@@ -340,6 +340,17 @@ impl AzureFake {
     }
 }
 
+impl AzureFake {
+    /// Whether a FIC write on the identity is being processed (a second one would get 409).
+    pub fn write_in_flight(&self, subscription_id: &str, resource_group: &str, name: &str) -> bool {
+        self.shared
+            .lock()
+            .identities
+            .get(&IdentityKey::new(subscription_id, resource_group, name))
+            .is_some_and(|i| i.busy)
+    }
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
