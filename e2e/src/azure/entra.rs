@@ -39,7 +39,7 @@ pub(super) struct EntraError {
 }
 
 impl EntraError {
-    fn new(
+    pub(super) fn new(
         status: StatusCode,
         error: &'static str,
         code: u32,

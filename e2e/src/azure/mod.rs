@@ -18,6 +18,7 @@
 
 mod arm;
 mod entra;
+mod fault_shape;
 pub mod spec;
 pub mod state;
 
@@ -287,7 +288,9 @@ impl AzureFake {
             api_versions: documents.into_iter().map(|d| d.version).collect(),
             ports: OnceLock::new(),
         });
-        let app = faults::wrap(router(shared.clone()), options.faults.clone());
+        // The reshaping layer sits outside the fault middleware so it sees injected faults.
+        let app = faults::wrap(router(shared.clone()), options.faults.clone())
+            .layer(axum::middleware::from_fn(fault_shape::reshape));
         let tls = options.ca.loopback_server_config().await?;
         let http = Server::http(app.clone()).await?;
         let https = Server::https(app, tls).await?;

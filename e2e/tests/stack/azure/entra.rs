@@ -409,6 +409,9 @@ async fn http_and_https_share_state_and_faults_are_injected() -> anyhow::Result<
             .and_then(|v| v.to_str().ok()),
         Some("1")
     );
+    // Shaped like ARM's own throttling error, not the shared middleware's numeric code.
+    let body: Value = response.json().await?;
+    assert_eq!(arm_code(&body), "SubscriptionRequestsThrottled", "{body}");
     assert_eq!(
         env.arm_get(&http_url).await?.0,
         StatusCode::OK,
@@ -432,13 +435,24 @@ async fn http_and_https_share_state_and_faults_are_injected() -> anyhow::Result<
         )
         .await?;
     assert_eq!(
-        token_call.0,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Entra is faulted too"
+        (token_call.0, aadsts(&token_call.1)),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            (Some("temporarily_unavailable"), Some(90033))
+        ),
+        "Entra is faulted too, in Entra's shape"
     );
+    let (status, body) = env.arm_get(&http_url).await?;
     assert_eq!(
-        env.arm_get(&http_url).await?.0,
-        StatusCode::INTERNAL_SERVER_ERROR
+        (status, arm_code(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+    );
+    // Real error responses pass through the reshaping untouched.
+    let missing = http_url.replace("apps-api", "missing");
+    let (status, body) = env.arm_get(&missing).await?;
+    assert_eq!(
+        (status, arm_code(&body)),
+        (StatusCode::NOT_FOUND, "ResourceNotFound")
     );
     assert_eq!(env.fake.faults().pending(), 0);
     assert_eq!(env.arm_get(&http_url).await?.0, StatusCode::OK);
