@@ -95,6 +95,7 @@ pub(super) fn list(
 }
 
 fn concurrent_write(identity: &Identity) -> ArmError {
+    tracing::info!(identity = %identity.id(), "refused concurrent federated identity credential write");
     ArmError::new(
         StatusCode::CONFLICT,
         "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
@@ -167,6 +168,7 @@ pub(super) async fn put(
         .get_mut(&key)
         .ok_or_else(|| parent_not_found(params, "write"))?;
     let name = fic.name.clone();
+    tracing::info!(identity = %identity.id(), fic = %fic.name, created, "wrote federated identity credential");
     identity.upsert(fic, usable_from);
     let json = identity
         .fic(&name)
@@ -202,6 +204,9 @@ pub(super) async fn delete(shared: &Arc<Shared>, params: &Params) -> Result<Resp
         .get_mut(&key)
         .is_some_and(|i| i.remove(fic_name(params)));
     drop(guard);
+    if removed {
+        tracing::info!(identity = %params.identity, fic = %fic_name(params), "deleted federated identity credential");
+    }
     Ok(if removed {
         StatusCode::OK
     } else {

@@ -323,6 +323,7 @@ fn identity_put(shared: &Shared, params: &Params, body: &Bytes) -> Result<Respon
         busy: false,
     };
     let json = identity.to_json();
+    tracing::info!(identity = %identity.id(), "created user-assigned identity");
     store.identities.insert(key, identity);
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }

@@ -281,6 +281,33 @@ async fn token_exchange_refuses_assertions_that_do_not_match_exactly() -> anyhow
         (StatusCode::UNAUTHORIZED, Some(7000218))
     );
 
+    // A trusted issuer whose discovery document cannot be fetched (nothing listens there).
+    let dead = "https://127.0.0.1:1";
+    let (status, body) = env
+        .put_fic(
+            &env.app,
+            "dead-issuer",
+            dead,
+            SUBJECT,
+            &[TOKEN_EXCHANGE_AUDIENCE],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let unreachable = env
+        .issuer
+        .token(dead, SUBJECT, TOKEN_EXCHANGE_AUDIENCE, 3600)?;
+    let (status, body) = env
+        .exchange(TENANT, &client, &unreachable, ARM_SCOPE)
+        .await?;
+    assert_eq!(
+        (status, aadsts(&body)),
+        (
+            StatusCode::BAD_REQUEST,
+            (Some("invalid_request"), Some(50166))
+        ),
+        "{body}"
+    );
+
     // After all that, the exact match still works.
     let (status, body) = env.exchange(TENANT, &client, &good, ARM_SCOPE).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
