@@ -279,6 +279,8 @@ pub struct Store {
     pub service_principals: Vec<ServicePrincipal>,
     /// How long a new or changed FIC takes before Entra honours it.
     pub propagation: Duration,
+    /// Identities created through ARM so far: part of the seed for their fresh IDs.
+    pub created: u64,
 }
 
 impl Store {

@@ -5,10 +5,7 @@
 mod auth;
 mod fic;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
 use axum::{
     Json,
@@ -27,9 +24,6 @@ use super::{
     state::{FicError, Identity, IdentityKey, uuid_from},
 };
 use auth::{Caller, authenticate};
-
-/// Identities created through ARM so far, to give each one fresh IDs.
-static CREATED: AtomicU64 = AtomicU64::new(0);
 
 /// An ARM error response.
 pub(super) struct ArmError {
@@ -81,6 +75,7 @@ impl From<FicError> for ArmError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
     }
 }
+
 /// Every request no other route takes: ARM.
 pub(super) async fn dispatch(
     State(shared): State<Arc<Shared>>,
@@ -102,6 +97,8 @@ async fn serve(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ArmError> {
+    // ARM authenticates before it routes: an unknown path without a token is a 401 too.
+    let caller = authenticate(shared, headers)?;
     let (route, params) = match spec::match_route(method, uri.path()) {
         RouteMatch::Found(route, params) => (route, params),
         RouteMatch::MethodNotAllowed => {
@@ -122,7 +119,6 @@ async fn serve(
             ));
         }
     };
-    let caller = authenticate(shared, headers)?;
     let query = query_pairs(uri);
     let api_version = check_api_version(shared, &query)?;
     check_subscription(shared, &params, &caller)?;
@@ -294,10 +290,10 @@ fn identity_put(shared: &Shared, params: &Params, body: &Bytes) -> Result<Respon
         if !identity.location.eq_ignore_ascii_case(&location) {
             return Err(ArmError::new(
                 StatusCode::BAD_REQUEST,
-                "LocationNotAvailableForResourceType",
+                "InvalidResourceLocation",
                 format!(
-                    "The location of an existing identity cannot change from '{}' to '{location}'.",
-                    identity.location
+                    "The resource '{}' already exists in location '{}' in resource group '{}'. A resource with the same name cannot be created in location '{location}'. Please select a new resource name.",
+                    identity.name, identity.location, identity.resource_group
                 ),
             ));
         }
@@ -305,10 +301,11 @@ fn identity_put(shared: &Shared, params: &Params, body: &Bytes) -> Result<Respon
         return Ok(Json(identity.to_json()).into_response());
     }
     // A re-created identity gets new IDs, as in Azure.
+    store.created += 1;
     let seed = format!(
         "{}#{}",
         identity_path(params).to_ascii_lowercase(),
-        CREATED.fetch_add(1, Ordering::Relaxed)
+        store.created
     );
     let identity = Identity {
         subscription_id: params.subscription_id.clone(),

@@ -227,6 +227,12 @@ async fn identities_are_read_and_written_through_arm() -> anyhow::Result<()> {
         created["properties"]["clientId"]
     );
 
+    let (status, body) = put(json!({"location": "westus"})).await?;
+    assert_eq!(
+        (status, arm_code(&body)),
+        (StatusCode::BAD_REQUEST, "InvalidResourceLocation")
+    );
+
     let delete = || send(env.client.delete(&new_url).bearer_auth(STATIC));
     assert_eq!(delete().await?.0, StatusCode::OK);
     assert_eq!(delete().await?.0, StatusCode::NO_CONTENT);
@@ -234,6 +240,17 @@ async fn identities_are_read_and_written_through_arm() -> anyhow::Result<()> {
     assert_eq!(
         (status, arm_code(&body)),
         (StatusCode::NOT_FOUND, "ResourceNotFound")
+    );
+    // Re-created under the same name, an identity is a new principal with new IDs.
+    let (status, again) = put(json!({"location": "eastus"})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(
+        again["properties"]["clientId"],
+        created["properties"]["clientId"]
+    );
+    assert_ne!(
+        again["properties"]["principalId"],
+        created["properties"]["principalId"]
     );
     let unknown_sub = url.replace(SUB, "6f1c0a8e-9999-4b2c-9d3e-000000000009");
     let (status, body) = env.arm_get(&unknown_sub).await?;

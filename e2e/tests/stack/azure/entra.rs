@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{
-    API, OTHER_TENANT, SP_CLIENT, SP_SECRET, STATIC, SUBJECT, TENANT, UNKNOWN_TENANT, aadsts,
+    API, OTHER_TENANT, SP_CLIENT, SP_SECRET, STATIC, SUB, SUBJECT, TENANT, UNKNOWN_TENANT, aadsts,
     arm_code, env, send,
 };
 #[tokio::test]
@@ -22,6 +22,16 @@ async fn arm_requires_an_entra_token_for_arm_in_the_right_tenant() -> anyhow::Re
     assert!(response.headers().get("www-authenticate").is_some());
     let body: Value = response.json().await?;
     assert_eq!(arm_code(&body), "AuthenticationFailed");
+    // ARM authenticates before routing: even a path it does not serve is a 401 without a token.
+    let (status, body) = send(env.client.get(format!(
+        "{}/subscriptions/{SUB}/nowhere",
+        env.fake.arm_url()
+    )))
+    .await?;
+    assert_eq!(
+        (status, arm_code(&body)),
+        (StatusCode::UNAUTHORIZED, "AuthenticationFailed")
+    );
     let (status, body) = send(env.client.get(&url).bearer_auth("not-a-token")).await?;
     assert_eq!(
         (status, arm_code(&body)),
