@@ -2,8 +2,10 @@
 //! demo and the benchmarks run against, because no real API server or cloud is reachable here.
 //! `FIDELITY.md` lists where the stack differs from the real systems.
 
+pub mod aws;
 pub mod azure;
 pub mod faults;
 pub mod oidc;
+pub mod schema;
 pub mod serve;
 pub mod tls;

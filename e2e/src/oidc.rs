@@ -192,10 +192,8 @@ impl JwksVerifier {
     }
 
     async fn jwks(&self, issuer: &str, refresh: bool) -> Result<Value, VerifyError> {
-        if !refresh {
-            if let Some(jwks) = self.lock().get(issuer) {
-                return Ok(jwks.clone());
-            }
+        if !refresh && let Some(jwks) = self.lock().get(issuer) {
+            return Ok(jwks.clone());
         }
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",

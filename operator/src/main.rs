@@ -1,1 +1,18 @@
-fn main() {}
+//! The `passport` binary: parses the command line and hands over to the subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("passport: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

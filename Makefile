@@ -1,0 +1,36 @@
+# Passport's developer entry points. `make test` is what CI runs (.ci/run), on a clean clone.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+VENV := .venv
+
+.PHONY: help test lint fmt-check clippy manifests check-manifests unit venv stack demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+test: venv fmt-check clippy check-manifests unit ## Everything CI runs: lint, generated-YAML drift check, all tests
+
+lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+manifests: ## Regenerate config/crd from the API types
+	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- config/crd
+
+check-manifests: ## Fail when config/crd differs from what the API types generate
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- "$$tmp" >/dev/null; \
+	for f in "$$tmp"/*.yaml; do \
+	  diff -u "config/crd/$$(basename "$$f")" "$$f" || { echo "config/crd is stale: run 'make manifests' and commit" >&2; exit 1; }; \
+	done
+
+unit:
+	$(CARGO) test --workspace --locked
+
+venv: ## Project-local Python venv with the AWS emulator (moto)
+	@if [ -x e2e/scripts/venv.sh ]; then e2e/scripts/venv.sh; fi
