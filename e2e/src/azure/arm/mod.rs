@@ -135,11 +135,7 @@ async fn serve(
 
 fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
-        .map(|q| {
-            reqwest::Url::parse(&format!("http://q/?{q}"))
-                .map(|u| u.query_pairs().into_owned().collect())
-                .unwrap_or_default()
-        })
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default()
 }
 
