@@ -458,15 +458,20 @@ async fn concurrent_writes_to_one_identity_get_409() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(env.fake.fics(SUB, "rg-apps", "app").len(), 2);
 
-    // Writes to different identities do not contend.
+    // Writes to different identities do not contend, and reads never wait for writes.
     let (a, b) = tokio::join!(
         env.put_fic(&env.app, "fourth", &iss, "sub-d", &aud),
         async {
             env.wait_until_busy(&env.app).await?;
-            env.put_fic(&env.worker, "fourth", &iss, "sub-d", &aud)
-                .await
+            let read = env.arm_get(&env.fic_url(&env.app, "third")).await?;
+            let write = env
+                .put_fic(&env.worker, "fourth", &iss, "sub-d", &aud)
+                .await?;
+            anyhow::Ok((read, write))
         },
     );
-    assert_eq!((a?.0, b?.0), (StatusCode::CREATED, StatusCode::CREATED));
+    let (read, write) = b?;
+    assert_eq!(read.0, StatusCode::OK, "{}", read.1);
+    assert_eq!((a?.0, write.0), (StatusCode::CREATED, StatusCode::CREATED));
     Ok(())
 }
