@@ -97,7 +97,6 @@ struct Env {
     app: IdentitySeed,
     worker: IdentitySeed,
     foreign: IdentitySeed,
-    _ca: Arc<Ca>,
 }
 
 async fn env(tweak: impl FnOnce(AzureOptions) -> AzureOptions) -> anyhow::Result<Env> {
@@ -122,7 +121,6 @@ async fn env(tweak: impl FnOnce(AzureOptions) -> AzureOptions) -> anyhow::Result
         app,
         worker,
         foreign,
-        _ca: ca,
     })
 }
 
