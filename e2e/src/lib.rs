@@ -3,6 +3,7 @@
 //! `FIDELITY.md` lists where the stack differs from the real systems.
 
 pub mod aws;
+pub mod azure;
 pub mod faults;
 pub mod gcp;
 pub mod oidc;

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod aws;
+mod azure;
 mod crds;
 mod gcp;
