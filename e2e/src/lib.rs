@@ -2,10 +2,12 @@
 //! demo and the benchmarks run against, because no real API server or cloud is reachable here.
 //! `FIDELITY.md` lists where the stack differs from the real systems.
 
+pub mod apiserver;
 pub mod aws;
 pub mod azure;
 pub mod faults;
 pub mod gcp;
+pub mod kubelet;
 pub mod oidc;
 pub mod schema;
 pub mod serve;

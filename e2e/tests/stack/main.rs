@@ -4,7 +4,9 @@
 // The whole crate is test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apiserver;
 mod aws;
 mod azure;
 mod crds;
 mod gcp;
+mod kubectl;

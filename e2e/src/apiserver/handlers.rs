@@ -1,0 +1,522 @@
+//! Request routing (kube-apiserver's URL layout) and the resource verbs: get, list, create,
+//! update, patch, delete and deletecollection. Watch, discovery, tokens and admission live in
+//! their own modules.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use super::{
+    Shared, crd, discovery, objects, openapi,
+    patch::{self, PatchType},
+    resources::ApiResource,
+    selectors::{FieldSelector, LabelSelector},
+    status::{self, ApiError},
+    table, token, watch, webhooks,
+};
+
+pub type Query = HashMap<String, String>;
+
+/// A JSON answer.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A request for a resource, parsed from the path.
+pub struct Target {
+    pub res: ApiResource,
+    /// The resource writes go through (differs from `res` for events.k8s.io Events).
+    pub write: ApiResource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Who is calling: the kubeconfig's token is the cluster admin, a token this server issued is
+/// its service account. Nothing is refused (no authorization), this is for AdmissionReview.
+pub fn user_info(shared: &Shared, headers: &HeaderMap) -> Value {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if let Some(issuer) = shared.issuer.get()
+        && let Ok(claims) = crate::oidc::verify_with_jwks(bearer, &issuer.jwks(), issuer.url())
+    {
+        let sub = claims["sub"].as_str().unwrap_or_default();
+        let ns = claims["kubernetes.io"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        return json!({
+            "username": sub,
+            "uid": claims["kubernetes.io"]["serviceaccount"]["uid"],
+            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+        });
+    }
+    json!({ "username": "kubernetes-admin", "groups": ["kubeadm:cluster-admins", "system:authenticated"] })
+}
+
+pub async fn dispatch(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query: Query = uri
+        .query()
+        .and_then(|q| serde_urlencoded_query(q).ok())
+        .unwrap_or_default();
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let result = route(&shared, &method, &segments, &query, &headers, &body).await;
+    match result {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+fn serde_urlencoded_query(q: &str) -> Result<Query, ApiError> {
+    axum::extract::Query::<Query>::try_from_uri(
+        &format!("/?{q}")
+            .parse::<Uri>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    )
+    .map(|axum::extract::Query(q)| q)
+    .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn route(
+    shared: &Arc<Shared>,
+    method: &Method,
+    segments: &[&str],
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let (group, version, rest) = match segments {
+        [] => return Ok(discovery::root_paths(shared)),
+        ["version"] => return Ok(discovery::version()),
+        ["healthz" | "readyz" | "livez", ..] => {
+            return Ok((StatusCode::OK, "ok").into_response());
+        }
+        [".well-known", "openid-configuration"] => return Ok(token::openid_configuration(shared)),
+        ["openid", "v1", "jwks"] => return Ok(token::jwks(shared)),
+        ["api"] => return Ok(discovery::core_versions(shared)),
+        ["openapi", "v3"] => return Ok(openapi::index(shared)),
+        ["openapi", "v3", rest @ ..] => return openapi::document(shared, rest),
+        ["apis"] => return Ok(discovery::groups(shared, headers)),
+        ["apis", group] => return discovery::group(shared, group),
+        ["api", "v1"] => return discovery::resources(shared, "", "v1"),
+        ["apis", group, version] => return discovery::resources(shared, group, version),
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => {
+            return Ok((StatusCode::NOT_FOUND, "404 page not found").into_response());
+        }
+    };
+    let target = parse_target(shared, group, version, rest)?;
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let strict = query.get("fieldValidation").is_some_and(|v| v == "Strict");
+    match (method.clone(), &target.name, target.subresource.as_deref()) {
+        (Method::GET, None, None) => {
+            if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+                watch::watch(shared, &target, query, table::metadata_wanted(headers))
+            } else {
+                list(shared, &target, query, headers)
+            }
+        }
+        (Method::GET, Some(name), None | Some("status")) => get(shared, &target, name, headers),
+        (Method::POST, None, None) => {
+            let body = parse_body(headers, body)?;
+            crd::check_strict(&target.res, strict, &body)?;
+            let body = objects::to_storage(&target.res, body);
+            let user = user_info(shared, headers);
+            let created = create(shared, &target, body, &user, dry_run).await?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (Method::POST, Some(name), Some("token")) => {
+            token::token_request(shared, &target, name, body)
+        }
+        (Method::PUT, Some(name), None | Some("status")) => {
+            let new = parse_body(headers, body)?;
+            crd::check_strict(&target.res, strict, &new)?;
+            let new = objects::to_storage(&target.res, new);
+            let mut inner = shared.lock();
+            let old = existing(&inner, &target, name)?;
+            let updated = objects::update(
+                &mut inner,
+                &target.write,
+                &old,
+                new,
+                target.subresource.as_deref(),
+                dry_run,
+            )?;
+            Ok(json_response(
+                StatusCode::OK,
+                &objects::as_served(&target.res, updated),
+            ))
+        }
+        (Method::PATCH, Some(name), None | Some("status")) => {
+            patch(
+                shared,
+                &target,
+                name,
+                query,
+                headers,
+                body,
+                (dry_run, strict),
+            )
+            .await
+        }
+        (Method::DELETE, Some(name), None) => {
+            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let precondition = options["preconditions"]["resourceVersion"].as_str();
+            let orphan = options["propagationPolicy"] == json!("Orphan")
+                || options["orphanDependents"] == json!(true)
+                || query
+                    .get("propagationPolicy")
+                    .is_some_and(|p| p == "Orphan");
+            let mut inner = shared.lock();
+            let ns = target.namespace.clone().unwrap_or_default();
+            let (obj, removed) = objects::delete(
+                &mut inner,
+                &target.write,
+                &ns,
+                name,
+                precondition,
+                dry_run,
+                orphan,
+            )?;
+            let returns_object = target.res.crd.is_some() || target.res.is_pod() || !removed;
+            if returns_object {
+                Ok(json_response(
+                    StatusCode::OK,
+                    &objects::as_served(&target.res, obj),
+                ))
+            } else {
+                let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &status::success(&target.res.group_resource(), name, uid),
+                ))
+            }
+        }
+        (Method::DELETE, None, None) => delete_collection(shared, &target, query, dry_run),
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// A create or update body: JSON or YAML. Protobuf (what kubectl's typed commands such as
+/// `kubectl create namespace` send) and CBOR are refused with 415, as by a server without them.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match media {
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
+        _ => Err(ApiError::unsupported_body(content_type)),
+    }
+}
+
+fn parse_target(
+    shared: &Shared,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Target, ApiError> {
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(tail.is_empty() && matches!(*plural, "status" | "finalize")) =>
+        {
+            (Some((*ns).to_owned()), {
+                let mut v = vec![*plural];
+                v.extend_from_slice(tail);
+                v
+            })
+        }
+        _ => (None, rest.to_vec()),
+    };
+    let (plural, name, subresource) = match rest.as_slice() {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some((*name).to_owned()), None),
+        [plural, name, sub] => (*plural, Some((*name).to_owned()), Some((*sub).to_owned())),
+        _ => return Err(ApiError::no_route()),
+    };
+    let (res, write) = {
+        let inner = shared.lock();
+        let res = inner
+            .registry
+            .find(group, version, plural)
+            .cloned()
+            .ok_or_else(ApiError::no_route)?;
+        let write = inner.registry.writer(&res);
+        (res, write)
+    };
+    if res.namespaced != namespace.is_some() && !(res.namespaced && name.is_none()) {
+        return Err(ApiError::no_route());
+    }
+    match subresource.as_deref() {
+        None => {}
+        Some("status") if res.status_subresource => {}
+        Some(sub) if res.extra_subresources.iter().any(|s| s.0 == sub) => {}
+        Some(_) => return Err(ApiError::no_route()),
+    }
+    Ok(Target {
+        res,
+        write,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+fn existing(inner: &super::Inner, target: &Target, name: &str) -> Result<Value, ApiError> {
+    let ns = target.namespace.as_deref().unwrap_or_default();
+    inner
+        .store
+        .get(&target.res.storage_key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&target.res.group_resource(), name))
+}
+
+fn get(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let inner = shared.lock();
+    let obj = objects::as_served(&target.res, existing(&inner, target, name)?);
+    if table::wanted(headers) {
+        let rv = inner.store.current_rv();
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::render(&target.res, &[obj], rv),
+        ));
+    }
+    if table::metadata_wanted(headers) {
+        return Ok(json_response(StatusCode::OK, &table::partial(&obj)));
+    }
+    Ok(json_response(StatusCode::OK, &obj))
+}
+
+/// Label and field selectors of a list, watch or deletecollection.
+pub fn selectors(
+    target: &Target,
+    query: &Query,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
+    let fields = FieldSelector::parse(
+        query.get("fieldSelector").map_or("", String::as_str),
+        (target.res.group.as_str(), target.res.plural.as_str()),
+    )?;
+    Ok((labels, fields))
+}
+
+pub fn selected(
+    target: &Target,
+    query: &Query,
+    inner: &super::Inner,
+) -> Result<Vec<Value>, ApiError> {
+    let (labels, fields) = selectors(target, query)?;
+    Ok(inner
+        .store
+        .list(&target.res.storage_key(), target.namespace.as_deref())
+        .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
+        .map(|o| objects::as_served(&target.res, o.clone()))
+        .collect())
+}
+
+fn list(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let inner = shared.lock();
+    let items = selected(target, query, &inner)?;
+    let rv = inner.store.current_rv();
+    if table::wanted(headers) {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::render(&target.res, &items, rv),
+        ));
+    }
+    if table::metadata_wanted(headers) {
+        let items: Vec<Value> = items.iter().map(table::partial).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                "metadata": { "resourceVersion": rv.to_string() }, "items": items,
+            }),
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", target.res.kind),
+            "apiVersion": target.res.api_version(),
+            "metadata": { "resourceVersion": rv.to_string() },
+            "items": items,
+        }),
+    ))
+}
+
+/// Create: pre-admission checks and defaults, mutating webhooks, then naming and storage.
+pub async fn create(
+    shared: &Shared,
+    target: &Target,
+    body: Value,
+    user: &Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let (prepared, hooks) = {
+        let inner = shared.lock();
+        let prepared =
+            objects::prepare_create(&inner, &target.write, target.namespace.as_deref(), body)?;
+        let hooks = webhooks::matching(&inner, &target.write, "CREATE", &prepared)?;
+        (prepared, hooks)
+    };
+    let admitted = if hooks.is_empty() {
+        prepared
+    } else {
+        webhooks::admit(
+            shared,
+            &target.write,
+            "CREATE",
+            prepared,
+            hooks,
+            user,
+            dry_run,
+        )
+        .await?
+    };
+    let mut inner = shared.lock();
+    let created = objects::commit_create(&mut inner, &target.write, admitted, dry_run)?;
+    Ok(objects::as_served(&target.res, created))
+}
+
+async fn patch(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+    (dry_run, strict): (bool, bool),
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchType::from_content_type(content_type)?;
+    if kind == PatchType::Apply && query.get("fieldManager").is_none_or(String::is_empty) {
+        return Err(ApiError::bad_request(
+            "PATCH /apply requires fieldManager to be set",
+        ));
+    }
+    if kind == PatchType::Strategic && target.res.crd.is_some() {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    {
+        let mut inner = shared.lock();
+        let ns = target.namespace.as_deref().unwrap_or_default();
+        if let Some(old) = inner
+            .store
+            .get(&target.res.storage_key(), ns, name)
+            .cloned()
+        {
+            let served = objects::as_served(&target.res, old.clone());
+            let new = patch::apply(kind, &served, body)?;
+            crd::check_strict(&target.res, strict, &new)?;
+            let new = objects::to_storage(&target.res, new);
+            let updated = objects::update(
+                &mut inner,
+                &target.write,
+                &old,
+                new,
+                target.subresource.as_deref(),
+                dry_run,
+            )?;
+            return Ok(json_response(
+                StatusCode::OK,
+                &objects::as_served(&target.res, updated),
+            ));
+        }
+    }
+    if kind != PatchType::Apply || target.subresource.is_some() {
+        return Err(ApiError::not_found(&target.res.group_resource(), name));
+    }
+    // Server-side apply of an absent object creates it.
+    let obj = patch::parse_apply(body)?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied configuration is not an object",
+        ));
+    }
+    let given = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if given != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    crd::check_strict(&target.res, strict, &obj)?;
+    let obj = objects::to_storage(&target.res, obj);
+    let user = user_info(shared, headers);
+    let created = create(shared, target, obj, &user, dry_run).await?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+fn delete_collection(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let mut inner = shared.lock();
+    let victims = selected(target, query, &inner)?;
+    let mut items = Vec::new();
+    for v in victims {
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok((obj, _)) =
+            objects::delete(&mut inner, &target.write, &ns, &name, None, dry_run, false)
+        {
+            items.push(objects::as_served(&target.res, obj));
+        }
+    }
+    let rv = inner.store.current_rv();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", target.res.kind),
+            "apiVersion": target.res.api_version(),
+            "metadata": { "resourceVersion": rv.to_string() },
+            "items": items,
+        }),
+    ))
+}
