@@ -11,4 +11,5 @@ pub mod kubelet;
 pub mod oidc;
 pub mod schema;
 pub mod serve;
+pub mod stack;
 pub mod tls;
