@@ -7,6 +7,7 @@
 mod apiserver;
 mod aws;
 mod azure;
+mod binary;
 mod crds;
 mod gcp;
 mod kubectl;
