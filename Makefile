@@ -33,4 +33,10 @@ unit:
 	$(CARGO) test --workspace --locked
 
 venv: ## Project-local Python venv with the AWS emulator (moto)
-	@if [ -x e2e/scripts/venv.sh ]; then e2e/scripts/venv.sh; fi
+	e2e/scripts/venv.sh
+
+stack: venv ## Run the local stack (Kubernetes API + AWS, GCP, Azure emulators) until Ctrl-C
+	$(CARGO) run --quiet --locked -p passport-e2e --bin passport-stack
+
+demo: ## The local stack with Passport's CRDs and samples, driven by kubectl
+	e2e/scripts/demo.sh

@@ -87,12 +87,27 @@ pub async fn middleware(State(faults): State<Faults>, req: Request, next: Next) 
     }
 }
 
+/// The default body is Google's error shape with its canonical status code; the AWS and Azure
+/// fakes rewrite it into their own shapes.
 fn fault_response(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Injected");
+    let canonical = match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        501 => "NOT_IMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        500..=599 => "INTERNAL",
+        _ => "UNKNOWN",
+    };
     let mut response = (
         status,
         Json(serde_json::json!({
-            "error": { "code": status.as_u16(), "message": format!("injected fault: {reason}"), "status": reason }
+            "error": { "code": status.as_u16(), "message": format!("injected fault: {reason}"), "status": canonical }
         })),
     )
         .into_response();

@@ -4,10 +4,12 @@
 
 pub mod apiserver;
 pub mod aws;
+pub mod azure;
 pub mod faults;
 pub mod gcp;
 pub mod kubelet;
 pub mod oidc;
 pub mod schema;
 pub mod serve;
+pub mod stack;
 pub mod tls;

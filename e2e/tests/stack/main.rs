@@ -6,6 +6,8 @@
 
 mod apiserver;
 mod aws;
+mod azure;
+mod binary;
 mod crds;
 mod gcp;
 mod kubectl;

@@ -1,0 +1,157 @@
+//! The whole local stack in one call: one CA, the Kubernetes API emulator, AWS (moto behind
+//! the IAM and STS fronts), and the GCP and Azure fakes, seeded with the accounts the samples in
+//! `config/samples/` name. Used by `passport-stack` (`make stack`, `make demo`) and by tests.
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+
+use crate::{
+    apiserver::{self, ApiServer},
+    aws::{self, Aws},
+    azure::{AzureFake, AzureOptions, IdentitySeed},
+    gcp::{GcpFake, GcpOptions},
+    tls::Ca,
+};
+
+/// The GCP project the samples use.
+pub const GCP_PROJECT_ID: &str = "my-project";
+pub const GCP_PROJECT_NUMBER: &str = "123456789012";
+pub const GCP_SERVICE_ACCOUNT: &str = "payments-api@my-project.iam.gserviceaccount.com";
+/// The Azure tenant, subscription and identity the samples use.
+pub const AZURE_TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const AZURE_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub const AZURE_RESOURCE_GROUP: &str = "apps";
+pub const AZURE_IDENTITY: &str = "checkout-mi";
+pub const AZURE_CLIENT_ID: &str = "6c2a5d7e-1f3b-4a8c-9d0e-2b4f6a8c0e1d";
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// Where the kubeconfig, CA and `stack.env` go; a temporary folder when None.
+    pub dir: Option<PathBuf>,
+    /// Port of the Kubernetes API emulator; 0 picks a free one.
+    pub api_port: u16,
+    /// Start moto and the AWS fronts (needs the venv from `e2e/scripts/venv.sh`).
+    pub aws: bool,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            api_port: 0,
+            aws: true,
+        }
+    }
+}
+
+/// A running stack. Dropping it stops every server and moto.
+pub struct Stack {
+    pub ca: Arc<Ca>,
+    pub apiserver: ApiServer,
+    pub aws: Option<Aws>,
+    pub gcp: GcpFake,
+    pub azure: AzureFake,
+}
+
+impl Stack {
+    pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
+        let ca = Arc::new(Ca::new()?);
+        let apiserver = ApiServer::start(
+            apiserver::Config {
+                dir: config.dir.clone(),
+                port: config.api_port,
+                ca: Some(ca.clone()),
+                ..apiserver::Config::default()
+            }
+            .with_env()?,
+        )
+        .await
+        .context("starting the Kubernetes API emulator")?;
+        let aws = if config.aws {
+            Some(Aws::start(&ca).await.context("starting the AWS emulator")?)
+        } else {
+            None
+        };
+        let gcp = GcpFake::start(
+            GcpOptions::new(ca.clone())
+                .project(GCP_PROJECT_ID, GCP_PROJECT_NUMBER)
+                .service_account(GCP_SERVICE_ACCOUNT),
+        )
+        .await
+        .context("starting the GCP emulator")?;
+        let mut identity = IdentitySeed::new(
+            AZURE_SUBSCRIPTION_ID,
+            AZURE_RESOURCE_GROUP,
+            AZURE_IDENTITY,
+            AZURE_TENANT_ID,
+        );
+        identity.client_id = AZURE_CLIENT_ID.to_owned();
+        let azure = AzureFake::start(AzureOptions::new(ca.clone()).identity(identity))
+            .await
+            .context("starting the Azure emulator")?;
+        let stack = Self {
+            ca,
+            apiserver,
+            aws,
+            gcp,
+            azure,
+        };
+        let env_file = stack.dir().join("stack.env");
+        std::fs::write(&env_file, stack.env_file())
+            .with_context(|| format!("writing {}", env_file.display()))?;
+        Ok(stack)
+    }
+
+    /// The folder holding the kubeconfig, the CA and `stack.env`.
+    pub fn dir(&self) -> PathBuf {
+        self.apiserver.dir().to_path_buf()
+    }
+
+    /// Endpoints and settings as environment variables, the way Passport, the cloud SDKs and
+    /// kubectl take them.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (
+                "KUBECONFIG",
+                self.apiserver.kubeconfig_path().display().to_string(),
+            ),
+            (
+                "PASSPORT_STACK_CA",
+                self.apiserver.ca_path().display().to_string(),
+            ),
+            (
+                "PASSPORT_STACK_ISSUER",
+                self.apiserver.issuer().url().to_owned(),
+            ),
+        ];
+        if let Some(aws) = &self.aws {
+            env.extend([
+                ("AWS_ENDPOINT_URL_IAM", aws.iam_https_url()),
+                ("AWS_ENDPOINT_URL_STS", aws.sts_https_url()),
+                ("PASSPORT_STACK_MOTO", aws.moto_url().to_owned()),
+                ("AWS_ACCOUNT_ID", aws::ACCOUNT_ID.to_owned()),
+            ]);
+        }
+        let gcp = self.gcp.https();
+        env.extend([
+            ("PASSPORT_STACK_GCP", gcp.base.clone()),
+            ("PASSPORT_STACK_GCP_STS_TOKEN_URL", gcp.sts_token.clone()),
+            ("GCP_PROJECT_ID", GCP_PROJECT_ID.to_owned()),
+            ("GCP_PROJECT_NUMBER", GCP_PROJECT_NUMBER.to_owned()),
+            ("PASSPORT_STACK_AZURE_ARM", self.azure.arm_url()),
+            ("AZURE_AUTHORITY_HOST", self.azure.authority_url()),
+            ("AZURE_TENANT_ID", AZURE_TENANT_ID.to_owned()),
+        ]);
+        env
+    }
+
+    /// `stack.env`: the same variables, one `KEY=value` per line, for `source` or `--env-file`.
+    pub fn env_file(&self) -> String {
+        self.env()
+            .iter()
+            .map(|(key, value)| format!("{key}={value}\n"))
+            .collect()
+    }
+}

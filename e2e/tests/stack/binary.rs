@@ -1,0 +1,146 @@
+//! `passport-stack` (what `make stack` runs) as a user sees it: it starts every emulator,
+//! prints and writes the endpoints, serves them, and stops cleanly on Ctrl-C.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, api::ListParams};
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
+    passport_e2e::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("passport-stack-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passport-stack"))
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    let env_file = dir.join("stack.env");
+    wait_for("stack.env", Duration::from_secs(60), || {
+        std::fs::metadata(&env_file).is_ok_and(|m| m.len() > 0)
+    });
+    let env = parse_env(&std::fs::read_to_string(&env_file).unwrap());
+    for key in [
+        "KUBECONFIG",
+        "PASSPORT_STACK_CA",
+        "PASSPORT_STACK_ISSUER",
+        "AWS_ENDPOINT_URL_IAM",
+        "AWS_ENDPOINT_URL_STS",
+        "PASSPORT_STACK_MOTO",
+        "PASSPORT_STACK_GCP",
+        "PASSPORT_STACK_AZURE_ARM",
+        "AZURE_AUTHORITY_HOST",
+    ] {
+        assert!(
+            env.contains_key(key),
+            "{key} missing from stack.env: {env:?}"
+        );
+    }
+
+    // The Kubernetes API answers through the kubeconfig it wrote.
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(PathBuf::from(&env["KUBECONFIG"])).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let namespaces = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        namespaces
+            .items
+            .iter()
+            .any(|ns| ns.metadata.name.as_deref() == Some("default"))
+    );
+
+    // Each cloud emulator answers over HTTPS with the stack CA.
+    let http = passport_e2e::tls::client_trusting(
+        &std::fs::read_to_string(&env["PASSPORT_STACK_CA"]).unwrap(),
+    )
+    .unwrap();
+    let pools = http
+        .get(format!(
+            "{}/v1/projects/my-project/locations/global/workloadIdentityPools",
+            env["PASSPORT_STACK_GCP"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pools.status(), 200);
+    let identity = http
+        .get(format!(
+            "{}/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/checkout-mi?api-version=2023-01-31",
+            env["PASSPORT_STACK_AZURE_ARM"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(identity.status(), 401, "ARM wants a bearer token");
+    let discovery = http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            env["PASSPORT_STACK_ISSUER"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovery.status(), 200);
+    let moto = env["PASSPORT_STACK_MOTO"].clone();
+    assert!(reqwest::get(&moto).await.is_ok(), "moto answers");
+
+    // Ctrl-C stops everything, moto included, and the process exits successfully.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "passport-stack did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "passport-stack exited with {exit}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.contains("KUBECONFIG="), "{stdout}");
+    assert!(
+        reqwest::get(&moto).await.is_err(),
+        "moto still answers after the stack stopped"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
