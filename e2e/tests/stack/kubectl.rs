@@ -268,7 +268,7 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         k.ok(&["apply", "-f", "-"], Some(&doc)).await?;
     }
     let crds = k
-        .ok(&["apply", "-k", &repo_path("config/crd")], None)
+        .ok(&["apply", "-f", &repo_path("config/crd")], None)
         .await?;
     assert_eq!(crds.lines().count(), 2, "{crds}");
     let samples = k
