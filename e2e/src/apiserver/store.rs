@@ -88,9 +88,15 @@ impl Store {
         storage: &'a str,
         namespace: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Value> + 'a {
+        // Keys sort by storage, then namespace: start at the first key of the range.
+        let start = (
+            storage.to_owned(),
+            namespace.unwrap_or_default().to_owned(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(move |((s, ns, _), _)| s == storage && namespace.is_none_or(|n| n == ns))
+            .range(start..)
+            .take_while(move |((s, ns, _), _)| s == storage && namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v)
     }
 
