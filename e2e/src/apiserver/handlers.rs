@@ -132,7 +132,7 @@ async fn route(
     match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, None) => {
             if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-                watch::watch(shared, &target, query, table::metadata_wanted(headers))
+                watch::watch(shared, &target, query, table::Shape::from_headers(headers))
             } else {
                 list(shared, &target, query, headers)
             }

@@ -16,6 +16,35 @@ pub fn wanted(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("as=Table"))
 }
 
+/// How objects are sent back: as stored, as metadata only, or as Table rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Full,
+    Metadata,
+    Table,
+}
+
+impl Shape {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        if wanted(headers) {
+            Self::Table
+        } else if metadata_wanted(headers) {
+            Self::Metadata
+        } else {
+            Self::Full
+        }
+    }
+
+    /// One object in this shape (a Table has a single row).
+    pub fn one(self, res: &ApiResource, obj: Value, resource_version: u64) -> Value {
+        match self {
+            Self::Full => obj,
+            Self::Metadata => partial(&obj),
+            Self::Table => render(res, &[obj], resource_version),
+        }
+    }
+}
+
 /// Whether the client asked for metadata only (`as=PartialObjectMetadata[List]`).
 pub fn metadata_wanted(headers: &HeaderMap) -> bool {
     headers

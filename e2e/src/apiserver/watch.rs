@@ -18,6 +18,7 @@ use super::{
     selectors::{FieldSelector, LabelSelector},
     status::ApiError,
     store::{Event, EventType},
+    table::Shape,
 };
 
 /// Default server-side watch timeout (kube-apiserver's `--min-request-timeout`).
@@ -64,18 +65,18 @@ impl Filter {
     }
 }
 
-/// Streams the watch; `metadata_only` sends PartialObjectMetadata objects.
+/// Streams the watch, each object in `shape` (kubectl `get -w` asks for Table rows).
 pub fn watch(
     shared: &Arc<Shared>,
     target: &Target,
     query: &Query,
-    metadata_only: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
-    let shape = move |obj: Value| {
-        if metadata_only {
-            super::table::partial(&obj)
-        } else {
-            obj
+    let shape = {
+        let res = target.res.clone();
+        move |obj: Value| {
+            let rv = super::store::rv_of(&obj);
+            shape.one(&res, obj, rv)
         }
     };
     let (labels, fields) = selectors(target, query)?;

@@ -386,3 +386,40 @@ async fn kubectl_describes_a_pod_with_its_events() -> anyhow::Result<()> {
     assert_eq!(events.trim(), "event/web.passport");
     Ok(())
 }
+
+#[tokio::test]
+async fn kubectl_get_watch_prints_new_rows() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+    let k = Kubectl::start().await?;
+    let mut child = tokio::process::Command::new(&k.bin)
+        .arg("--kubeconfig")
+        .arg(k.server.kubeconfig_path())
+        .args(["get", "configmaps", "--watch"])
+        .env("KUBECACHEDIR", k.server.dir().join("kubectl-cache"))
+        .env("HOME", k.server.dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .context("no header from kubectl get --watch")??
+        .unwrap_or_default();
+    assert!(first.starts_with("NAME"), "{first}");
+    k.ok(&["apply", "-f", "-"], Some(CONFIG_MAP)).await?;
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if line.starts_with("settings ") {
+                return Ok::<_, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .context("the new ConfigMap never showed up")??;
+    assert!(seen);
+    child.kill().await?;
+    Ok(())
+}
