@@ -161,7 +161,10 @@ pub fn register(registry: &mut Registry, crd: &Value) {
             crd: Some(crd_name.clone()),
             storage_override: None,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Discovery lists versions by Kubernetes version priority; the first is the preferred one.
+    let mut resources = resources;
+    resources.sort_by_key(|r| std::cmp::Reverse(kube::core::Version::parse(&r.version).priority()));
     registry.set_custom(&crd_name, resources);
 }
 

@@ -146,3 +146,48 @@ async fn custom_resources_are_pruned_defaulted_and_validated() -> anyhow::Result
     assert_eq!(update.code, 422, "updates are validated too");
     Ok(())
 }
+
+#[tokio::test]
+async fn every_served_version_reads_the_same_objects() -> anyhow::Result<()> {
+    use kube::{api::DynamicObject, discovery::ApiResource};
+    let (_server, client) = start(Config::default()).await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let version = |name: &str, storage: bool| {
+        json!({ "name": name, "served": true, "storage": storage,
+            "schema": { "openAPIV3Schema": { "type": "object",
+                "properties": { "spec": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } } } })
+    };
+    let crd = serde_json::from_value(json!({
+        "metadata": { "name": "things.stack.test" },
+        "spec": { "group": "stack.test", "scope": "Cluster",
+            "names": { "plural": "things", "singular": "thing", "kind": "Thing" },
+            "versions": [version("v1alpha1", true), version("v1", false)] } }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let at = |v: &str| ApiResource {
+        group: "stack.test".into(),
+        version: v.into(),
+        api_version: format!("stack.test/{v}"),
+        kind: "Thing".into(),
+        plural: "things".into(),
+    };
+    let old: Api<DynamicObject> = Api::all_with(client.clone(), &at("v1alpha1"));
+    let new: Api<DynamicObject> = Api::all_with(client.clone(), &at("v1"));
+    let thing = serde_json::from_value(json!({
+        "apiVersion": "stack.test/v1alpha1", "kind": "Thing", "metadata": { "name": "t" }, "spec": { "a": 1 } }))?;
+    old.create(&PostParams::default(), &thing).await?;
+    let read = new.get("t").await?;
+    assert_eq!(
+        read.types.map(|t| t.api_version).as_deref(),
+        Some("stack.test/v1")
+    );
+    assert_eq!(read.data["spec"]["a"], 1);
+
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    let group = discovery.get("stack.test").context("group")?;
+    assert_eq!(
+        group.preferred_version_or_latest(),
+        "v1",
+        "GA wins over alpha"
+    );
+    Ok(())
+}
