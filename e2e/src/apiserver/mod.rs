@@ -6,7 +6,7 @@
 //! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch` and
 //! `apply` (server-side apply), `watch`, `crd`, `table` (kubectl printing and metadata-only
 //! answers), `token` (TokenRequest and OIDC), `webhooks` (mutating admission), `injected`
-//! (fault injection), `selectors` and `status` (error bodies).
+//! (fault injection), `meta` (ObjectMeta rules), `selectors` and `status` (error bodies).
 
 mod apply;
 mod builtins;
@@ -15,6 +15,7 @@ mod discovery;
 mod gc;
 mod handlers;
 mod injected;
+mod meta;
 mod objects;
 mod openapi;
 mod patch;

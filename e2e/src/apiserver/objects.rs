@@ -153,6 +153,10 @@ pub fn commit_create(
             &[Cause::new("metadata.name", problem)],
         ));
     }
+    let causes = super::meta::validate(&obj);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&res.group, &res.kind, &name, &causes));
+    }
     if inner
         .store
         .get(&res.storage_key(), &namespace, &name)
@@ -332,6 +336,11 @@ pub fn update(
     }
     builtins::fold_string_data(res, &mut new);
     builtins::check_immutable_data(res, old, &new)?;
+    let mut causes = super::meta::validate(&new);
+    causes.extend(super::meta::finalizer_problems(old, &new));
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&res.group, &res.kind, &name, &causes));
+    }
     if res.is_pod() && subresource.is_none() && builtins::pod_spec_change_forbidden(old, &new) {
         return Err(ApiError::invalid(
             "",

@@ -263,6 +263,26 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
     )?;
     assert_eq!(patch_missing.code, 404);
 
+    // Labels are validated like the real server does.
+    let bad_label = api_error(
+        cms.create(
+            &pp,
+            &config_map("labelled", json!({ "team": "payments & co" }), json!({}))?,
+        )
+        .await,
+    )?;
+    assert_eq!(
+        (bad_label.code, bad_label.reason.as_str()),
+        (422, "Invalid")
+    );
+    assert!(
+        bad_label.message.starts_with(
+            "ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"payments & co\""
+        ),
+        "{}",
+        bad_label.message
+    );
+
     // Names are validated; namespaces must exist.
     let invalid = api_error(
         cms.create(&pp, &config_map("Bad_Name", json!({}), json!({}))?)
@@ -496,6 +516,24 @@ async fn finalizers_status_subresource_and_generation() -> anyhow::Result<()> {
     assert!(marked.metadata.deletion_timestamp.is_some());
     let still = widgets.get("w").await?;
     assert!(still.metadata.deletion_timestamp.is_some());
+    let late = api_error(
+        widgets
+            .patch(
+                "w",
+                &pp,
+                &Patch::Merge(
+                    json!({ "metadata": { "finalizers": ["stack.test/hold", "stack.test/late"] } }),
+                ),
+            )
+            .await,
+    )?;
+    assert_eq!(late.code, 422);
+    assert!(
+        late.message
+            .contains("no new finalizers can be added if the object is being deleted"),
+        "{}",
+        late.message
+    );
     widgets
         .patch(
             "w",
