@@ -180,6 +180,17 @@ async fn route(
                     .is_some_and(|p| p == "Orphan");
             let mut inner = shared.lock();
             let ns = target.namespace.clone().unwrap_or_default();
+            if let Some(uid) = options["preconditions"]["uid"].as_str() {
+                let current = existing(&inner, &target, name)?;
+                let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
+                if actual != uid {
+                    return Err(ApiError::precondition_failed(
+                        &target.res.group_resource(),
+                        name,
+                        &format!("UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
+                }
+            }
             let (obj, removed) = objects::delete(
                 &mut inner,
                 &target.write,

@@ -422,10 +422,17 @@ pub fn delete(
     else {
         return Err(ApiError::not_found(&gr, name));
     };
+    let actual_rv = meta(&old)["resourceVersion"].as_str().unwrap_or_default();
     if let Some(rv) = precondition_rv
-        && rv != meta(&old)["resourceVersion"].as_str().unwrap_or_default()
+        && rv != actual_rv
     {
-        return Err(ApiError::conflict(&gr, name));
+        return Err(ApiError::precondition_failed(
+            &gr,
+            name,
+            &format!(
+                "ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual_rv}"
+            ),
+        ));
     }
     let has_finalizers = meta(&old)["finalizers"]
         .as_array()

@@ -137,6 +137,20 @@ impl ApiError {
         }
     }
 
+    /// 409 for a failed delete precondition (uid or resourceVersion).
+    pub fn precondition_failed(gr: &GroupResource, name: &str, what: &str) -> Self {
+        Self {
+            details: Some(details(gr, name)),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {gr} \"{name}\": Precondition failed: {what}"
+                ),
+            )
+        }
+    }
+
     /// 422 `Invalid`: `<Kind> "<name>" is invalid: <field>: <message>` (several causes are
     /// listed in brackets, as the apimachinery aggregate prints them).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Self {

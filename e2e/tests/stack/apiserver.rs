@@ -251,6 +251,24 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
     )?;
     assert_eq!(missing_manager.code, 400);
 
+    // Delete preconditions.
+    let wrong_uid = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let refused = api_error(cms.delete("a", &wrong_uid).await)?;
+    assert_eq!((refused.code, refused.reason.as_str()), (409, "Conflict"));
+    assert!(
+        refused
+            .message
+            .contains("Precondition failed: UID in precondition: not-the-uid"),
+        "{}",
+        refused.message
+    );
+
     // Delete, then 404 with the real body.
     let deleted = cms.delete("a", &DeleteParams::default()).await?;
     assert!(deleted.is_right(), "ConfigMaps answer a Success status");
