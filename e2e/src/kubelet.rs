@@ -90,6 +90,24 @@ impl ContainerView {
     }
 }
 
+impl ContainerView {
+    /// `text` with every container mount path replaced by its host folder, for files that name
+    /// other files (a GCP credential configuration's `credential_source.file`, say).
+    pub fn rewrite_text(&self, text: &str) -> String {
+        let mut mounts: Vec<(&String, &PathBuf)> = self.mounts.iter().collect();
+        // Longest first, so /a/b is not rewritten as /a plus a leftover.
+        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+        let mut out = text.to_owned();
+        for (mount, host) in mounts {
+            let mount = mount.trim_end_matches('/');
+            if !mount.is_empty() {
+                out = out.replace(mount, &host.display().to_string());
+            }
+        }
+        out
+    }
+}
+
 impl Kubelet {
     pub fn new(client: Client, root: impl Into<PathBuf>) -> Self {
         Self {

@@ -375,6 +375,17 @@ async fn kubelet_writes_projected_volumes_and_resolves_env() -> anyhow::Result<(
         .context("token env")?;
     assert_eq!(std::fs::read_to_string(token_path)?, token);
 
+    let config = r#"{"credential_source":{"file":"/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}}"#;
+    let rewritten: serde_json::Value = serde_json::from_str(&view.rewrite_text(config))?;
+    let file = rewritten["credential_source"]["file"]
+        .as_str()
+        .context("file")?;
+    assert_eq!(
+        std::fs::read_to_string(file)?,
+        token,
+        "paths inside files can be rewritten too"
+    );
+
     // The kube-api-access volume the service account admission added is there too.
     let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     let host = |file: &str| {
