@@ -66,6 +66,7 @@ fn columns(res: &ApiResource) -> Vec<Value> {
         "description": "Name must be unique within a namespace.",
     })];
     if res.columns.is_empty() {
+        cols.extend(builtin_columns(res));
         cols.push(json!({
             "name": "Age", "type": "date", "format": "", "priority": 0,
             "jsonPath": ".metadata.creationTimestamp",
@@ -75,6 +76,79 @@ fn columns(res: &ApiResource) -> Vec<Value> {
         cols.extend(res.columns.iter().cloned());
     }
     cols
+}
+
+fn column(name: &str, type_: &str, source: &str, priority: i64) -> Value {
+    let mut c = json!({ "name": name, "type": type_, "format": "", "priority": priority, "description": "" });
+    if source.starts_with('.') {
+        c["jsonPath"] = json!(source);
+    } else {
+        c["compute"] = json!(source);
+    }
+    c
+}
+
+/// The columns kube-apiserver prints for the built-in kinds (besides Name and Age).
+fn builtin_columns(res: &ApiResource) -> Vec<Value> {
+    if !res.group.is_empty()
+        && res.group != "coordination.k8s.io"
+        && res.group != "admissionregistration.k8s.io"
+    {
+        return Vec::new();
+    }
+    match res.plural.as_str() {
+        "pods" => vec![
+            column("Ready", "string", "podReady", 0),
+            column("Status", "string", "podStatus", 0),
+            column("Restarts", "string", "podRestarts", 0),
+            column("IP", "string", ".status.podIP", 1),
+            column("Node", "string", ".spec.nodeName", 1),
+        ],
+        "namespaces" => vec![column("Status", "string", ".status.phase", 0)],
+        "configmaps" => vec![column("Data", "integer", "dataCount", 0)],
+        "secrets" => vec![
+            column("Type", "string", ".type", 0),
+            column("Data", "integer", "dataCount", 0),
+        ],
+        "leases" => vec![column("Holder", "string", ".spec.holderIdentity", 0)],
+        "mutatingwebhookconfigurations" => vec![column("Webhooks", "integer", "webhooksCount", 0)],
+        _ => Vec::new(),
+    }
+}
+
+/// Cells that are counts or summaries rather than a field.
+fn compute(obj: &Value, what: &str) -> Value {
+    let len = |v: &Value| v.as_array().map_or(0, Vec::len) + v.as_object().map_or(0, |m| m.len());
+    match what {
+        "podReady" => {
+            let statuses = obj["status"]["containerStatuses"].as_array();
+            let ready = statuses
+                .into_iter()
+                .flatten()
+                .filter(|c| c["ready"] == json!(true))
+                .count();
+            json!(format!("{ready}/{}", len(&obj["spec"]["containers"])))
+        }
+        "podStatus" => {
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                obj["status"]["phase"].clone()
+            } else {
+                json!("Terminating")
+            }
+        }
+        "podRestarts" => {
+            let restarts: i64 = obj["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["restartCount"].as_i64())
+                .sum();
+            json!(restarts.to_string())
+        }
+        "dataCount" => json!(len(&obj["data"]) + len(&obj["binaryData"])),
+        "webhooksCount" => json!(len(&obj["webhooks"])),
+        _ => Value::Null,
+    }
 }
 
 /// A Table of `objects`.
@@ -88,6 +162,9 @@ pub fn render(res: &ApiResource, objects: &[Value], resource_version: u64) -> Va
                 .map(|c| {
                     if c["format"] == json!("name") && c["jsonPath"].is_null() {
                         return obj["metadata"]["name"].clone();
+                    }
+                    if let Some(what) = c["compute"].as_str() {
+                        return compute(obj, what);
                     }
                     let path = c["jsonPath"].as_str().unwrap_or_default();
                     let value = eval(obj, path);

@@ -121,7 +121,7 @@ async fn kubectl_applies_gets_and_deletes_a_config_map() -> anyhow::Result<()> {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    assert_eq!(header, ["NAME", "AGE"]);
+    assert_eq!(header, ["NAME", "DATA", "AGE"]);
     assert!(
         listed
             .lines()
@@ -360,6 +360,25 @@ async fn kubectl_describes_a_pod_with_its_events() -> anyhow::Result<()> {
         Some(&EVENT.replace("UID", uid.trim())),
     )
     .await?;
+    let pods = k.ok(&["get", "pods"], None).await?;
+    let header: Vec<&str> = pods
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = pods
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(..4),
+        Some(&["web", "0/1", "Pending", "0"][..]),
+        "{pods}"
+    );
     let described = k.ok(&["describe", "pod", "web"], None).await?;
     assert!(
         described.contains("Service Account:  default"),
