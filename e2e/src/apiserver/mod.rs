@@ -1,6 +1,14 @@
 //! The Kubernetes API emulator: an HTTPS server that `kube::Client`, the `passport` binary and
 //! `kubectl` use unchanged through the kubeconfig it writes. See `FIDELITY.md` for the gaps.
 //!
+//! Start one with `ApiServer::start(Config::default())` (or [`start`]); it listens on a free
+//! loopback port (or `Config::port`), writes `ca.crt` and `kubeconfig` into `Config::dir` (a
+//! temporary folder removed on drop when unset), and stops when dropped. `client()` gives a
+//! `kube::Client` built from that kubeconfig; `issuer()` is the service-account token issuer whose
+//! discovery and JWKS the server publishes; `faults()` injects failures. In a cluster, webhook
+//! `service` references resolve through DNS; here `Config::service_overrides` (or
+//! [`SERVICE_OVERRIDES_ENV`] via `Config::with_env`) says where each service listens.
+//!
 //! Submodules: `store` (objects, resourceVersion, watch log), `resources` (what is served),
 //! `discovery` and `openapi`, `handlers` (routing and verbs), `objects` (the write path),
 //! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch` and
