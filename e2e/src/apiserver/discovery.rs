@@ -2,10 +2,7 @@
 //! legacy (unaggregated) form is served; clients asking for aggregated discovery get it with
 //! `Content-Type: application/json` and fall back, as client-go does against older servers.
 
-use axum::{
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::{http::StatusCode, response::Response};
 use serde_json::{Value, json};
 
 use super::{Shared, handlers::json_response, resources::VERBS, status::ApiError};
@@ -63,7 +60,7 @@ fn group_json(group: &str, versions: &[String]) -> Value {
     json!({ "name": group, "versions": versions, "preferredVersion": versions.first() })
 }
 
-pub fn groups(shared: &Shared, _headers: &HeaderMap) -> Response {
+pub fn groups(shared: &Shared) -> Response {
     let groups: Vec<Value> = shared
         .lock()
         .registry

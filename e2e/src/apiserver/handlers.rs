@@ -116,7 +116,7 @@ async fn route(
         ["api"] => return Ok(discovery::core_versions(shared)),
         ["openapi", "v3"] => return Ok(openapi::index(shared)),
         ["openapi", "v3", rest @ ..] => return openapi::document(shared, rest),
-        ["apis"] => return Ok(discovery::groups(shared, headers)),
+        ["apis"] => return Ok(discovery::groups(shared)),
         ["apis", group] => return discovery::group(shared, group),
         ["api", "v1"] => return discovery::resources(shared, "", "v1"),
         ["apis", group, version] => return discovery::resources(shared, group, version),
@@ -171,51 +171,7 @@ async fn route(
             .await
         }
         (Method::DELETE, Some(name), None) => {
-            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-            let precondition = options["preconditions"]["resourceVersion"].as_str();
-            let orphan = options["propagationPolicy"] == json!("Orphan")
-                || options["orphanDependents"] == json!(true)
-                || query
-                    .get("propagationPolicy")
-                    .is_some_and(|p| p == "Orphan");
-            let mut inner = shared.lock();
-            let ns = target.namespace.clone().unwrap_or_default();
-            if let Some(uid) = options["preconditions"]["uid"].as_str() {
-                let current = existing(&inner, &target, name)?;
-                let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
-                if actual != uid {
-                    return Err(ApiError::precondition_failed(
-                        &target.res.group_resource(),
-                        name,
-                        &format!("UID in precondition: {uid}, UID in object meta: {actual}"),
-                    ));
-                }
-            }
-            let (obj, removed) = objects::delete(
-                &mut inner,
-                &target.write,
-                &ns,
-                name,
-                precondition,
-                dry_run,
-                orphan,
-            )?;
-            let returns_object = target.res.crd.is_some()
-                || target.res.is_pod()
-                || target.res.plural == "namespaces"
-                || !removed;
-            if returns_object {
-                Ok(json_response(
-                    StatusCode::OK,
-                    &objects::as_served(&target.res, obj),
-                ))
-            } else {
-                let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
-                Ok(json_response(
-                    StatusCode::OK,
-                    &status::success(&target.res.group_resource(), name, uid),
-                ))
-            }
+            delete_one(shared, &target, name, query, body, dry_run)
         }
         (Method::DELETE, None, None) => delete_collection(shared, &target, query, dry_run),
         _ => Err(ApiError::method_not_allowed()),
@@ -530,6 +486,64 @@ async fn patch(
     let user = user_info(shared, headers);
     let created = create(shared, target, obj, &user, dry_run).await?;
     Ok(json_response(StatusCode::CREATED, &created))
+}
+
+/// DELETE of one object: preconditions, finalizers, propagation. Built-ins answer a Success
+/// Status when the object is gone at once; pods, namespaces and custom resources answer the
+/// object, as kube-apiserver does.
+fn delete_one(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    query: &Query,
+    body: &Bytes,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let precondition = options["preconditions"]["resourceVersion"].as_str();
+    let orphan = options["propagationPolicy"] == json!("Orphan")
+        || options["orphanDependents"] == json!(true)
+        || query
+            .get("propagationPolicy")
+            .is_some_and(|p| p == "Orphan");
+    let mut inner = shared.lock();
+    let ns = target.namespace.clone().unwrap_or_default();
+    if let Some(uid) = options["preconditions"]["uid"].as_str() {
+        let current = existing(&inner, target, name)?;
+        let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
+        if actual != uid {
+            return Err(ApiError::precondition_failed(
+                &target.res.group_resource(),
+                name,
+                &format!("UID in precondition: {uid}, UID in object meta: {actual}"),
+            ));
+        }
+    }
+    let (obj, removed) = objects::delete(
+        &mut inner,
+        &target.write,
+        &ns,
+        name,
+        precondition,
+        dry_run,
+        orphan,
+    )?;
+    let returns_object = target.res.crd.is_some()
+        || target.res.is_pod()
+        || target.res.plural == "namespaces"
+        || !removed;
+    if returns_object {
+        Ok(json_response(
+            StatusCode::OK,
+            &objects::as_served(&target.res, obj),
+        ))
+    } else {
+        let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+        Ok(json_response(
+            StatusCode::OK,
+            &status::success(&target.res.group_resource(), name, uid),
+        ))
+    }
 }
 
 fn delete_collection(
