@@ -295,6 +295,14 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         "{wide}"
     );
 
+    // kubectl explain reads the published schema.
+    let explained = k.ok(&["explain", "accesspolicy.spec.token"], None).await?;
+    assert!(
+        explained.contains("KIND:       AccessPolicy"),
+        "{explained}"
+    );
+    assert!(explained.contains("expirationSeconds"), "{explained}");
+
     // The CRD's CEL rules refuse a bad object with the real message shape.
     let refused = k
         .run(
