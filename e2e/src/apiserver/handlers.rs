@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{
     Shared, apply, crd, discovery, objects, openapi,
     patch::{self, PatchType},
+    protobuf,
     resources::ApiResource,
     selectors::{FieldSelector, LabelSelector},
     status::{self, ApiError},
@@ -147,7 +148,7 @@ async fn route(
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (Method::POST, Some(name), Some("token")) => {
-            token::token_request(shared, &target, name, body)
+            token::token_request(shared, &target, name, parse_body(headers, body)?)
         }
         (Method::PUT, Some(name), None | Some("status")) => {
             let new = parse_body(headers, body)?;
@@ -178,8 +179,9 @@ async fn route(
     }
 }
 
-/// A create or update body: JSON or YAML. Protobuf (what kubectl's typed commands such as
-/// `kubectl create namespace` send) and CBOR are refused with 415, as by a server without them.
+/// A create or update body: JSON, YAML, or protobuf for the few kinds kubectl's typed commands
+/// send (`kubectl create namespace|configmap|secret|serviceaccount|token`). Other protobuf and
+/// CBOR bodies get 415.
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -191,6 +193,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}"))),
+        "application/vnd.kubernetes.protobuf" => protobuf::decode(body),
         _ => Err(ApiError::unsupported_body(content_type)),
     }
 }

@@ -14,7 +14,7 @@
 //! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch` and
 //! `apply` (server-side apply), `watch`, `crd`, `table` (kubectl printing and metadata-only
 //! answers), `token` (TokenRequest and OIDC), `webhooks` (mutating admission), `injected`
-//! (fault injection), `meta` (ObjectMeta rules), `selectors` and `status` (error bodies).
+//! (fault injection), `meta` (ObjectMeta rules), `protobuf` (kubectl's typed bodies), `selectors` and `status` (error bodies).
 
 mod apply;
 mod builtins;
@@ -27,6 +27,7 @@ mod meta;
 mod objects;
 mod openapi;
 mod patch;
+mod protobuf;
 mod resources;
 mod selectors;
 mod status;

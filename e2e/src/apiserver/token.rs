@@ -1,7 +1,7 @@
 //! Service-account tokens: the TokenRequest subresource (`serviceaccounts/{name}/token`), signed
 //! with the server's own key, and the OIDC discovery and JWKS that let others verify them.
 
-use axum::{body::Bytes, http::StatusCode, response::Response};
+use axum::{http::StatusCode, response::Response};
 use serde_json::{Value, json};
 
 use super::{
@@ -85,10 +85,8 @@ pub fn token_request(
     shared: &Shared,
     target: &Target,
     name: &str,
-    body: &Bytes,
+    request: Value,
 ) -> Result<Response, ApiError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding the TokenRequest: {e}")))?;
     let namespace = target.namespace.clone().unwrap_or_default();
     let spec = &request["spec"];
     let expiration = spec["expirationSeconds"]

@@ -450,3 +450,65 @@ async fn kubectl_get_watch_prints_new_rows() -> anyhow::Result<()> {
     child.kill().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn kubectl_typed_create_commands_work() -> anyhow::Result<()> {
+    let k = Kubectl::start().await?;
+    let ns = k.ok(&["create", "namespace", "typed"], None).await?;
+    assert_eq!(ns.trim(), "namespace/typed created");
+    let in_ns = |args: &[&'static str]| {
+        let mut v = args.to_vec();
+        v.extend(["-n", "typed"]);
+        v
+    };
+    k.ok(
+        &in_ns(&["create", "configmap", "cm", "--from-literal=a=b"]),
+        None,
+    )
+    .await?;
+    k.ok(
+        &in_ns(&["create", "secret", "generic", "s", "--from-literal=x=yy"]),
+        None,
+    )
+    .await?;
+    k.ok(&in_ns(&["create", "serviceaccount", "app"]), None)
+        .await?;
+    let cm = k
+        .ok(
+            &in_ns(&["get", "configmap", "cm", "-o", "jsonpath={.data.a}"]),
+            None,
+        )
+        .await?;
+    assert_eq!(cm, "b");
+    let secret = k
+        .ok(
+            &in_ns(&["get", "secret", "s", "-o", "jsonpath={.data.x}"]),
+            None,
+        )
+        .await?;
+    assert_eq!(secret, "eXk=", "base64 of yy");
+
+    let token = k
+        .ok(
+            &in_ns(&[
+                "create",
+                "token",
+                "app",
+                "--audience=sts.amazonaws.com",
+                "--duration=1h",
+            ]),
+            None,
+        )
+        .await?;
+    let claims = passport_e2e::oidc::peek_claims(token.trim())?;
+    assert_eq!(claims["sub"], "system:serviceaccount:typed:app");
+    assert_eq!(claims["aud"], serde_json::json!(["sts.amazonaws.com"]));
+    assert_eq!(
+        claims["exp"]
+            .as_i64()
+            .zip(claims["iat"].as_i64())
+            .map(|(e, i)| e - i),
+        Some(3600)
+    );
+    Ok(())
+}
