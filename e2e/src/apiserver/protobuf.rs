@@ -86,7 +86,7 @@ fn object_meta(bytes: &[u8]) -> Result<Value, ApiError> {
     for (n, w) in fields(bytes)? {
         let Wire::Bytes(b) = w else { continue };
         match n {
-            1 | 2 | 3 if !b.is_empty() => {
+            1..=3 if !b.is_empty() => {
                 let key =
                     ["name", "generateName", "namespace"][usize::try_from(n - 1).unwrap_or(0)];
                 meta.insert(key.into(), json!(text(b)));
