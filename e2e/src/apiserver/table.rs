@@ -61,6 +61,19 @@ pub fn partial(obj: &Value) -> Value {
 
 /// The columns of `res`: Name, then the CRD's printer columns (Age when it declares none).
 fn columns(res: &ApiResource) -> Vec<Value> {
+    if res.plural == "events" && res.crd.is_none() {
+        // kubectl's event table: no Name column unless -o wide.
+        let mut name = column("Name", "string", ".metadata.name", 1);
+        name["format"] = json!("name");
+        return vec![
+            column("Last Seen", "string", "eventLastSeen", 0),
+            column("Type", "string", ".type", 0),
+            column("Reason", "string", ".reason", 0),
+            column("Object", "string", "eventObject", 0),
+            column("Message", "string", "eventMessage", 0),
+            name,
+        ];
+    }
     let mut cols = vec![json!({
         "name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace.",
@@ -146,6 +159,36 @@ fn compute(obj: &Value, what: &str) -> Value {
             json!(restarts.to_string())
         }
         "dataCount" => json!(len(&obj["data"]) + len(&obj["binaryData"])),
+        // Rows are rendered from the stored core Event, whichever API was asked.
+        "eventLastSeen" => {
+            let when = ["lastTimestamp", "eventTime", "firstTimestamp"]
+                .iter()
+                .find_map(|k| {
+                    obj[*k]
+                        .as_str()
+                        .or_else(|| obj["series"]["lastObservedTime"].as_str())
+                });
+            json!(when.map_or_else(|| "<unknown>".to_owned(), age))
+        }
+        "eventObject" => {
+            let involved = if obj["involvedObject"].is_null() {
+                &obj["regarding"]
+            } else {
+                &obj["involvedObject"]
+            };
+            json!(format!(
+                "{}/{}",
+                involved["kind"].as_str().unwrap_or_default().to_lowercase(),
+                involved["name"].as_str().unwrap_or_default()
+            ))
+        }
+        "eventMessage" => {
+            if obj["message"].is_null() {
+                obj["note"].clone()
+            } else {
+                obj["message"].clone()
+            }
+        }
         "webhooksCount" => json!(len(&obj["webhooks"])),
         _ => Value::Null,
     }

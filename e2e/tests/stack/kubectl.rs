@@ -397,6 +397,22 @@ async fn kubectl_describes_a_pod_with_its_events() -> anyhow::Result<()> {
         described.contains("CredentialsInjected") && described.contains("injected aws credentials"),
         "{described}"
     );
+    let table = k.ok(&["get", "events"], None).await?;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert!(
+        table.contains("pod/web") && table.contains("injected aws credentials"),
+        "{table}"
+    );
     let events = k
         .ok(
             &[
