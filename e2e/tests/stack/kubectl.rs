@@ -271,6 +271,20 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         .ok(&["apply", "-f", &repo_path("config/crd")], None)
         .await?;
     assert_eq!(crds.lines().count(), 2, "{crds}");
+    let waited = k
+        .ok(
+            &[
+                "wait",
+                "--for",
+                "condition=Established",
+                "--timeout=10s",
+                "crd/federatedtrusts.passport.dev",
+                "crd/accesspolicies.passport.dev",
+            ],
+            None,
+        )
+        .await?;
+    assert_eq!(waited.lines().count(), 2, "{waited}");
     let samples = k
         .ok(&["apply", "-k", &repo_path("config/samples")], None)
         .await?;
@@ -293,6 +307,15 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
     assert!(
         wide.lines().next().unwrap_or_default().contains("REASON"),
         "{wide}"
+    );
+
+    // The CRDs' category lists both kinds across namespaces.
+    let category = k.ok(&["get", "passport", "-A", "-o", "name"], None).await?;
+    assert!(category.lines().count() >= 11, "{category}");
+    assert!(
+        category.contains("accesspolicy.passport.dev/")
+            && category.contains("federatedtrust.passport.dev/"),
+        "{category}"
     );
 
     // kubectl explain reads the published schema.
