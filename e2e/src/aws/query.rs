@@ -60,16 +60,7 @@ pub fn escape(text: &str) -> String {
 
 /// A fresh request id in the UUID shape AWS uses.
 pub fn request_id() -> String {
-    let b = random_bytes::<16>();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Cryptographically random bytes from the TLS provider's generator (no extra crate needed).

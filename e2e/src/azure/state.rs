@@ -19,22 +19,12 @@ pub const IDENTITY_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentitie
 pub const FIC_TYPE: &str =
     "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials";
 
-/// A deterministic UUID-shaped string (version 4 layout) derived from `seed`, so seeded
-/// identities get stable client and principal IDs without a UUID dependency.
+/// A deterministic UUID (version 4 layout) derived from `seed`, so seeded identities get
+/// stable client and principal IDs across runs.
 pub fn uuid_from(seed: &str) -> String {
-    let mut b: [u8; 16] = [0; 16];
-    b.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
 /// A federated identity credential on a user-assigned identity.

@@ -267,6 +267,18 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         let doc = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
         k.ok(&["apply", "-f", "-"], Some(&doc)).await?;
     }
+    // The exact commands a user runs: a client-side dry run, then the real apply.
+    let dry_run = k
+        .ok(
+            &["apply", "--dry-run=client", "-f", &repo_path("config/crd")],
+            None,
+        )
+        .await?;
+    assert_eq!(dry_run.lines().count(), 2, "{dry_run}");
+    assert!(
+        dry_run.lines().all(|l| l.ends_with("(dry run)")),
+        "{dry_run}"
+    );
     let crds = k
         .ok(&["apply", "-f", &repo_path("config/crd")], None)
         .await?;
