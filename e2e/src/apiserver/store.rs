@@ -3,15 +3,10 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    hash::{BuildHasher as _, Hasher as _},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
 };
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::broadcast;
 
 /// `ADDED`, `MODIFIED` or `DELETED`.
@@ -183,42 +178,15 @@ pub fn rv_of(object: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// 32 unpredictable bytes: a per-process random seed (std's hasher keys), a counter and the time.
-fn random_bytes() -> [u8; 32] {
-    let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
-    seed.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(seed.finish().to_le_bytes());
-    h.update(nanos.to_le_bytes());
-    h.finalize().into()
-}
-
 /// A random (version 4) UUID, as kube-apiserver puts in `metadata.uid`.
 pub fn new_uid() -> String {
-    let mut b = random_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b[..16].iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The 5-character suffix `generateName` gets, from the same alphabet as apimachinery.
 pub fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    random_bytes()[..5]
+    uuid::Uuid::new_v4().as_bytes()[..5]
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect()

@@ -24,7 +24,9 @@ pub const FIC_TYPE: &str =
 pub fn uuid_from(seed: &str) -> String {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// A federated identity credential on a user-assigned identity.
