@@ -112,10 +112,11 @@ pub fn resources(shared: &Shared, group: &str, version: &str) -> Result<Response
                 "kind": r.kind, "verbs": ["get", "patch", "update"],
             }));
         }
-        for (sub, sub_group, kind, verbs) in &r.extra_subresources {
+        for sub in &r.extra_subresources {
             list.push(json!({
-                "name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-                "group": sub_group, "version": "v1", "kind": kind, "verbs": verbs,
+                "name": format!("{}/{}", r.plural, sub.name), "singularName": "",
+                "namespaced": r.namespaced, "group": sub.group, "version": "v1",
+                "kind": sub.kind, "verbs": sub.verbs,
             }));
         }
     }

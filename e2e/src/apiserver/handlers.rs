@@ -77,7 +77,7 @@ pub async fn dispatch(
 ) -> Response {
     let query: Query = uri
         .query()
-        .and_then(|q| serde_urlencoded_query(q).ok())
+        .and_then(|q| parse_query(q).ok())
         .unwrap_or_default();
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -88,7 +88,7 @@ pub async fn dispatch(
     }
 }
 
-fn serde_urlencoded_query(q: &str) -> Result<Query, ApiError> {
+fn parse_query(q: &str) -> Result<Query, ApiError> {
     axum::extract::Query::<Query>::try_from_uri(
         &format!("/?{q}")
             .parse::<Uri>()
@@ -238,7 +238,7 @@ fn parse_target(
     match subresource.as_deref() {
         None => {}
         Some("status") if res.status_subresource => {}
-        Some(sub) if res.extra_subresources.iter().any(|s| s.0 == sub) => {}
+        Some(sub) if res.extra_subresources.iter().any(|s| s.name == sub) => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     Ok(Target {

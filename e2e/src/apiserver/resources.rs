@@ -7,6 +7,15 @@ use serde_json::Value;
 
 use super::status::GroupResource;
 
+/// A subresource served with another kind than its parent (`serviceaccounts/token`).
+#[derive(Clone, Debug)]
+pub struct Subresource {
+    pub name: &'static str,
+    pub group: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
 /// One served group/version/resource.
 #[derive(Clone, Debug)]
 pub struct ApiResource {
@@ -24,7 +33,7 @@ pub struct ApiResource {
     /// configurations do; ConfigMaps, Secrets and the like do not).
     pub has_generation: bool,
     /// Served but not stored here (e.g. the `token` subresource's kind).
-    pub extra_subresources: Vec<(String, String, String, Vec<&'static str>)>,
+    pub extra_subresources: Vec<Subresource>,
     /// The version's `openAPIV3Schema`, for custom resources.
     pub schema: Option<Value>,
     /// `additionalPrinterColumns`, for custom resources.
@@ -121,12 +130,12 @@ impl Registry {
         ns.status_subresource = true;
         let mut sa =
             ApiResource::builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]);
-        sa.extra_subresources.push((
-            "token".into(),
-            "authentication.k8s.io".into(),
-            "TokenRequest".into(),
-            vec!["create"],
-        ));
+        sa.extra_subresources.push(Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            kind: "TokenRequest",
+            verbs: &["create"],
+        });
         let mut pods = ApiResource::builtin("", "v1", "pods", "Pod", true, &["po"]);
         pods.status_subresource = true;
         pods.has_generation = true;

@@ -1,7 +1,10 @@
 //! Service-account tokens: the TokenRequest subresource (`serviceaccounts/{name}/token`), signed
 //! with the server's own key, and the OIDC discovery and JWKS that let others verify them.
 
-use axum::{http::StatusCode, response::Response};
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse as _, Response},
+};
 use serde_json::{Value, json};
 
 use super::{
@@ -18,20 +21,14 @@ const DEFAULT_EXPIRATION: i64 = 3600;
 pub fn openid_configuration(shared: &Shared) -> Response {
     match shared.issuer.get() {
         Some(issuer) => json_response(StatusCode::OK, &issuer.discovery()),
-        None => ApiError::internal("the issuer is not ready").into_response_json(),
+        None => ApiError::internal("the issuer is not ready").into_response(),
     }
 }
 
 pub fn jwks(shared: &Shared) -> Response {
     match shared.issuer.get() {
         Some(issuer) => json_response(StatusCode::OK, &issuer.jwks()),
-        None => ApiError::internal("the issuer is not ready").into_response_json(),
-    }
-}
-
-impl ApiError {
-    fn into_response_json(self) -> Response {
-        axum::response::IntoResponse::into_response(self)
+        None => ApiError::internal("the issuer is not ready").into_response(),
     }
 }
 
