@@ -342,7 +342,7 @@ impl Kubelet {
         }
         for var in container.env.iter().flatten() {
             let value = match &var.value_from {
-                None => var.value.clone().unwrap_or_default(),
+                None => expand(var.value.as_deref().unwrap_or_default(), &env),
                 Some(from) => {
                     if let Some(field) = &from.field_ref {
                         field_value(pod_json, &field.field_path).unwrap_or_default()
@@ -476,4 +476,41 @@ pub fn field_value(pod: &Value, field: &str) -> Option<String> {
         _ => return None,
     };
     Some(value.as_str().unwrap_or_default().to_owned())
+}
+
+/// `$(VAR)` references to variables defined earlier, as the kubelet expands them; `$$` is a
+/// literal `$`, and unknown references are left as written.
+fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|a| a.split_once(')')) {
+            match env.get(name) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_references_expand_like_the_kubelet() {
+        let env: BTreeMap<String, String> = [("A".to_owned(), "x".to_owned())].into();
+        assert_eq!(expand("$(A)/$(B)/$$(A)/$", &env), "x/$(B)/$(A)/$");
+    }
 }
