@@ -314,33 +314,93 @@ fn list(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let inner = shared.lock();
-    let items = selected(target, query, &inner)?;
+    let all = selected(target, query, &inner)?;
     let rv = inner.store.current_rv();
-    if table::wanted(headers) {
-        return Ok(json_response(
-            StatusCode::OK,
-            &table::render(&target.res, &items, rv),
-        ));
+    drop(inner);
+    let (items, page) = paginate(all, query, rv)?;
+    let mut metadata = json!({ "resourceVersion": rv.to_string() });
+    if let Some((token, remaining)) = page {
+        metadata["continue"] = json!(token);
+        metadata["remainingItemCount"] = json!(remaining);
     }
-    if table::metadata_wanted(headers) {
-        let items: Vec<Value> = items.iter().map(table::partial).collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                "metadata": { "resourceVersion": rv.to_string() }, "items": items,
-            }),
-        ));
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
+    let body = match table::Shape::from_headers(headers) {
+        table::Shape::Table => {
+            let mut t = table::render(&target.res, &items, rv);
+            t["metadata"] = metadata;
+            t
+        }
+        table::Shape::Metadata => json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata, "items": items.iter().map(table::partial).collect::<Vec<_>>(),
+        }),
+        table::Shape::Full => json!({
             "kind": format!("{}List", target.res.kind),
             "apiVersion": target.res.api_version(),
-            "metadata": { "resourceVersion": rv.to_string() },
+            "metadata": metadata,
             "items": items,
         }),
-    ))
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `limit` and `continue`: a page of `items` (ordered by namespace and name) and, when more
+/// remain, the token for the next one with the count left. Pages are cut from the current state,
+/// not from a snapshot at the first page's resourceVersion as etcd would.
+fn paginate(
+    items: Vec<Value>,
+    query: &Query,
+    rv: u64,
+) -> Result<(Vec<Value>, Option<(String, usize)>), ApiError> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    // The store's own order: namespace, then name.
+    let key = |o: &Value| {
+        (
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let after = match query.get("continue").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(token) => {
+            let decoded = STANDARD
+                .decode(token)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| {
+                    let ns = v["start"][0].as_str()?.to_owned();
+                    let name = v["start"][1].as_str()?.to_owned();
+                    Some((ns, name))
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid continue token: {token:?}"))
+                })?;
+            Some(decoded)
+        }
+    };
+    let rest: Vec<Value> = items
+        .into_iter()
+        .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
+        .collect();
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    match limit {
+        Some(limit) if rest.len() > limit => {
+            let remaining = rest.len() - limit;
+            let page: Vec<Value> = rest.into_iter().take(limit).collect();
+            let (ns, name) = page.last().map(key).unwrap_or_default();
+            let token = STANDARD.encode(json!({ "rv": rv, "start": [ns, name] }).to_string());
+            Ok((page, Some((token, remaining))))
+        }
+        _ => Ok((rest, None)),
+    }
 }
 
 /// Create: pre-admission checks and defaults, mutating webhooks, then naming and storage.

@@ -160,3 +160,60 @@ async fn injected_faults_come_back_as_status_errors() -> anyhow::Result<()> {
     assert_eq!(server.faults().pending(), 0, "both faults were served");
     Ok(())
 }
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() -> anyhow::Result<()> {
+    use kube::api::ListParams;
+    let (_server, client) = start(Config::default()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..5 {
+        cms.create(
+            &PostParams::default(),
+            &config_map(&format!("page-{i}"), json!({ "p": "1" }), json!({}))?,
+        )
+        .await?;
+    }
+    let first = cms
+        .list(&ListParams::default().labels("p=1").limit(2))
+        .await?;
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let mut names: Vec<String> = first.items.iter().map(|c| c.name_any()).collect();
+    let mut token = first.metadata.continue_.clone();
+    while let Some(t) = token.filter(|t| !t.is_empty()) {
+        let page = cms
+            .list(
+                &ListParams::default()
+                    .labels("p=1")
+                    .limit(2)
+                    .continue_token(&t),
+            )
+            .await?;
+        names.extend(page.items.iter().map(|c| c.name_any()));
+        token = page.metadata.continue_;
+    }
+    assert_eq!(names, ["page-0", "page-1", "page-2", "page-3", "page-4"]);
+
+    // kube-runtime's watcher follows the pages too.
+    let all = kube::runtime::watcher(
+        cms.clone(),
+        kube::runtime::watcher::Config::default()
+            .labels("p=1")
+            .page_size(2),
+    );
+    let listed = {
+        use futures::StreamExt as _;
+        let mut stream = std::pin::pin!(all);
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next().await {
+            match event? {
+                kube::runtime::watcher::Event::InitApply(c) => seen.push(c.name_any()),
+                kube::runtime::watcher::Event::InitDone => break,
+                _ => {}
+            }
+        }
+        seen
+    };
+    assert_eq!(listed.len(), 5);
+    Ok(())
+}
