@@ -343,6 +343,9 @@ fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The `continue` token of the next page and how many items remain after this one.
+type NextPage = (String, usize);
+
 /// `limit` and `continue`: a page of `items` (ordered by namespace and name) and, when more
 /// remain, the token for the next one with the count left. Pages are cut from the current state,
 /// not from a snapshot at the first page's resourceVersion as etcd would.
@@ -350,7 +353,7 @@ fn paginate(
     items: Vec<Value>,
     query: &Query,
     rv: u64,
-) -> Result<(Vec<Value>, Option<(String, usize)>), ApiError> {
+) -> Result<(Vec<Value>, Option<NextPage>), ApiError> {
     use base64::{Engine as _, engine::general_purpose::STANDARD};
     // The store's own order: namespace, then name.
     let key = |o: &Value| {
