@@ -10,7 +10,7 @@
 //! [`SERVICE_OVERRIDES_ENV`] via `Config::with_env`) says where each service listens.
 //!
 //! Submodules: `store` (objects, resourceVersion, watch log), `resources` (what is served),
-//! `discovery` and `openapi`, `handlers` (routing and verbs), `objects` (the write path),
+//! `discovery` and `openapi`, `handlers` (routing and writes), `reads` (get and list), `objects` (the write path),
 //! `builtins` (built-in kinds' admission and defaults), `gc` (ownerReferences), `patch` and
 //! `apply` (server-side apply), `watch`, `crd`, `table` (kubectl printing and metadata-only
 //! answers), `token` (TokenRequest and OIDC), `webhooks` (mutating admission), `injected`
@@ -28,6 +28,7 @@ mod objects;
 mod openapi;
 mod patch;
 mod protobuf;
+mod reads;
 mod resources;
 mod selectors;
 mod status;

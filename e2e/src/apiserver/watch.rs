@@ -13,8 +13,9 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::{
     Shared,
-    handlers::{Query, Target, selected, selectors},
+    handlers::{Query, Target},
     objects,
+    reads::{selected, selectors},
     selectors::{FieldSelector, LabelSelector},
     status::ApiError,
     store::{Event, EventType},
