@@ -45,8 +45,18 @@ pub fn apply(kind: PatchType, current: &Value, body: &[u8]) -> Result<Value, Api
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &ops.0)
-                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            for op in &ops.0 {
+                // As in kube-apiserver's JSON patch library, testing for null passes when the
+                // path is absent (kube-runtime's finalizer helper relies on it).
+                if let json_patch::PatchOperation::Test(test) = op
+                    && test.value.is_null()
+                    && doc.pointer(test.path.as_str()).is_none()
+                {
+                    continue;
+                }
+                json_patch::patch(&mut doc, std::slice::from_ref(op))
+                    .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            }
         }
         PatchType::Merge => {
             let patch: Value = serde_json::from_slice(body)
@@ -172,6 +182,19 @@ mod tests {
             json!({ "spec": { "containers": [
                 { "name": "a", "image": "a:1", "env": [{ "name": "X", "value": "1" }, { "name": "Y", "value": "2" }] } ] } })
         );
+    }
+
+    #[test]
+    fn testing_an_absent_path_for_null_passes() -> Result<(), ApiError> {
+        let doc = json!({ "metadata": {} });
+        let patched = apply(
+            PatchType::Json,
+            &doc,
+            br#"[{"op":"test","path":"/metadata/finalizers","value":null},
+                 {"op":"add","path":"/metadata/finalizers","value":["f"]}]"#,
+        )?;
+        assert_eq!(patched["metadata"]["finalizers"], json!(["f"]));
+        Ok(())
     }
 
     #[test]

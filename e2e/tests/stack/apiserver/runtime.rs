@@ -189,24 +189,44 @@ async fn watcher_reflector_and_controller() -> anyhow::Result<()> {
     eventually(WAIT, count(2)).await?;
     reflect.abort();
 
-    // A controller that reconciles Widgets and reports on their status.
+    // A controller that reconciles Widgets through kube-runtime's finalizer helper (which
+    // JSON-patches with `test` ops) and reports on their status; cleanup leaves a ConfigMap.
     install_widgets(&client).await?;
     let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
-    async fn reconcile(w: Arc<Widget>, api: Arc<Api<Widget>>) -> Result<Action, kube::Error> {
-        let status = json!({ "status": { "ready": w.spec.size > 0, "observedGeneration": w.metadata.generation } });
-        api.patch_status(
-            &w.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
-        .await?;
-        Ok(Action::await_change())
+    type Failure = kube::runtime::finalizer::Error<kube::Error>;
+    async fn reconcile(w: Arc<Widget>, client: Arc<Client>) -> Result<Action, Failure> {
+        use kube::runtime::finalizer::{Event, finalizer};
+        let api: Api<Widget> = Api::namespaced((*client).clone(), "default");
+        finalizer(&api, "stack.test/cleanup", w, |event| async {
+            match event {
+                Event::Apply(w) => {
+                    let status = json!({ "status": {
+                        "ready": w.spec.size > 0, "observedGeneration": w.metadata.generation } });
+                    api.patch_status(
+                        &w.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(status),
+                    )
+                    .await?;
+                }
+                Event::Cleanup(w) => {
+                    let cms: Api<ConfigMap> = Api::namespaced((*client).clone(), "default");
+                    let done: ConfigMap = serde_json::from_value(
+                        json!({ "metadata": { "name": format!("cleaned-{}", w.name_any()) } }),
+                    )
+                    .map_err(kube::Error::SerdeError)?;
+                    cms.create(&PostParams::default(), &done).await?;
+                }
+            }
+            Ok(Action::await_change())
+        })
+        .await
     }
-    fn error_policy(_: Arc<Widget>, _: &kube::Error, _: Arc<Api<Widget>>) -> Action {
+    fn error_policy(_: Arc<Widget>, _: &Failure, _: Arc<Client>) -> Action {
         Action::requeue(Duration::from_millis(100))
     }
     let controller = Controller::new(widgets.clone(), watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(widgets.clone()))
+        .run(reconcile, error_policy, Arc::new(client.clone()))
         .for_each(|_| async {});
     let controller = tokio::spawn(controller);
     widgets
@@ -234,6 +254,12 @@ async fn watcher_reflector_and_controller() -> anyhow::Result<()> {
         }
     };
     eventually(WAIT, observed(1)).await?;
+    let w = widgets.get("ctl").await?;
+    assert_eq!(
+        w.finalizers(),
+        ["stack.test/cleanup"],
+        "the helper added its finalizer"
+    );
     widgets
         .patch(
             "ctl",
@@ -242,6 +268,17 @@ async fn watcher_reflector_and_controller() -> anyhow::Result<()> {
         )
         .await?;
     eventually(WAIT, observed(2)).await?;
+
+    widgets.delete("ctl", &Default::default()).await?;
+    eventually(WAIT, || {
+        let widgets = widgets.clone();
+        async move { Ok(widgets.get_opt("ctl").await?.is_none().then_some(())) }
+    })
+    .await?;
+    assert!(
+        cms.get_opt("cleaned-ctl").await?.is_some(),
+        "cleanup ran before removal"
+    );
     controller.abort();
     Ok(())
 }
