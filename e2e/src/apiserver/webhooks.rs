@@ -243,17 +243,26 @@ async fn call(
     let uid = store::new_uid();
     let gvk = json!({ "group": res.group, "version": res.version, "kind": res.kind });
     let gvr = json!({ "group": res.group, "version": res.version, "resource": res.plural });
-    let review = json!({
+    let mut review = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
             "uid": uid, "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
-            "name": objects::name_of(obj), "namespace": objects::namespace_of(obj),
             "operation": operation, "userInfo": user, "object": obj, "oldObject": old,
             "dryRun": dry_run,
             "options": { "apiVersion": "meta.k8s.io/v1",
                 "kind": if old.is_some() { "UpdateOptions" } else { "CreateOptions" } },
         },
     });
+    // Like the real request, name and namespace are left out when empty (generateName, cluster
+    // scope).
+    for (key, value) in [
+        ("name", objects::name_of(obj)),
+        ("namespace", objects::namespace_of(obj)),
+    ] {
+        if !value.is_empty() {
+            review["request"][key] = json!(value);
+        }
+    }
     let post_err = |e: String| format!("failed to call webhook: Post \"{url}\": {e}");
     let response = client
         .post(&url)
