@@ -173,6 +173,16 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
         .ok()
         .and_then(|s| s.first().cloned())
         .context("a review")?;
+    // kube's admission types (what Passport's webhook uses) read it.
+    let typed: kube::core::admission::AdmissionReview<kube::core::DynamicObject> =
+        serde_json::from_value(review.clone())?;
+    let typed: kube::core::admission::AdmissionRequest<kube::core::DynamicObject> =
+        typed.try_into()?;
+    assert_eq!(typed.operation, kube::core::admission::Operation::Create);
+    assert_eq!(
+        typed.object.map(|o| o.metadata.name),
+        Some(Some("p1".to_owned()))
+    );
     let request = &review["request"];
     assert_eq!(request["operation"], "CREATE");
     assert_eq!(
