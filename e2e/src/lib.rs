@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod aws;
 pub mod azure;
+pub mod cluster;
 pub mod faults;
 pub mod gcp;
 pub mod kubelet;

@@ -19,6 +19,51 @@ fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Each deliberately bad sample in `tests/fixtures/invalid/`, with the message a human needs to
+/// fix it. The expectations live here, not in the fixtures.
+pub const INVALID_SAMPLES: [(&str, &str); 13] = [
+    (
+        "missing-cloud.yaml",
+        "spec: Invalid value: \"object\": set one cloud block: aws, gcp, azure or oidc",
+    ),
+    (
+        "two-clouds.yaml",
+        "set only one of aws, gcp, azure or oidc: a FederatedTrust trusts one cloud account",
+    ),
+    (
+        "two-clouds-policy.yaml",
+        "set only one of aws, gcp, azure or oidc: an AccessPolicy grants one cloud identity",
+    ),
+    (
+        "short-expiration.yaml",
+        "spec.token.expirationSeconds: Invalid value: 300: token.expirationSeconds must be at least 600",
+    ),
+    (
+        "bad-account-id.yaml",
+        "accountId must be the 12-digit AWS account ID",
+    ),
+    (
+        "reserved-pool-id.yaml",
+        "poolId must be 4-32 lowercase letters, digits or hyphens and must not start with gcp-",
+    ),
+    (
+        "role-name-and-arn.yaml",
+        "set roleName (Passport creates and owns the role) or roleArn (adopt an existing role), not both",
+    ),
+    (
+        "subject-as-service-account.yaml",
+        "not system:serviceaccount:... subjects",
+    ),
+    ("bad-schedule.yaml", "start and end are 24-hour HH:MM times"),
+    ("missing-trust-ref.yaml", "spec.trustRef: Required value"),
+    ("http-issuer.yaml", "issuer.url must be an https:// URL"),
+    ("gcp-both-modes.yaml", "set exactly one of serviceAccount"),
+    (
+        "unknown-enforcement.yaml",
+        "spec.enforcement: Invalid value: \"Deny\"",
+    ),
+];
+
 /// kind -> openAPIV3Schema, read from the committed `config/crd/` (what users apply).
 fn schemas() -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -201,61 +246,17 @@ fn defaults_are_applied_to_samples() {
     assert_eq!(stored["spec"]["enforcement"], "Skip");
 }
 
-/// Each deliberately bad sample, with the message a human needs to fix it. The expectations
-/// live here, not in the fixtures.
 #[test]
 fn bad_samples_are_refused_with_a_message_that_says_what_to_fix() {
-    let cases = [
-        (
-            "missing-cloud.yaml",
-            "spec: Invalid value: \"object\": set one cloud block: aws, gcp, azure or oidc",
-        ),
-        (
-            "two-clouds.yaml",
-            "set only one of aws, gcp, azure or oidc: a FederatedTrust trusts one cloud account",
-        ),
-        (
-            "two-clouds-policy.yaml",
-            "set only one of aws, gcp, azure or oidc: an AccessPolicy grants one cloud identity",
-        ),
-        (
-            "short-expiration.yaml",
-            "spec.token.expirationSeconds: Invalid value: 300: token.expirationSeconds must be at least 600",
-        ),
-        (
-            "bad-account-id.yaml",
-            "accountId must be the 12-digit AWS account ID",
-        ),
-        (
-            "reserved-pool-id.yaml",
-            "poolId must be 4-32 lowercase letters, digits or hyphens and must not start with gcp-",
-        ),
-        (
-            "role-name-and-arn.yaml",
-            "set roleName (Passport creates and owns the role) or roleArn (adopt an existing role), not both",
-        ),
-        (
-            "subject-as-service-account.yaml",
-            "not system:serviceaccount:... subjects",
-        ),
-        ("bad-schedule.yaml", "start and end are 24-hour HH:MM times"),
-        ("missing-trust-ref.yaml", "spec.trustRef: Required value"),
-        ("http-issuer.yaml", "issuer.url must be an https:// URL"),
-        ("gcp-both-modes.yaml", "set exactly one of serviceAccount"),
-        (
-            "unknown-enforcement.yaml",
-            "spec.enforcement: Invalid value: \"Deny\"",
-        ),
-    ];
     let schemas = schemas();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
     let on_disk = std::fs::read_dir(&dir).expect("fixtures").count();
     assert_eq!(
         on_disk,
-        cases.len(),
+        INVALID_SAMPLES.len(),
         "every bad sample needs an expected message here"
     );
-    for (file, expected) in cases {
+    for (file, expected) in INVALID_SAMPLES {
         let doc = &yaml_docs(&dir.join(file))[0];
         match admit(&schemas, doc) {
             Ok(_) => panic!("{file} was admitted"),

@@ -11,3 +11,4 @@ mod binary;
 mod crds;
 mod gcp;
 mod kubectl;
+mod passport_api;
