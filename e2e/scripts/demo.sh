@@ -35,7 +35,7 @@ kubectl apply -f config/crd
 kubectl wait --for condition=Established --timeout=30s crd/federatedtrusts.passport.dev crd/accesspolicies.passport.dev
 
 step "kubectl explain accesspolicy.spec.token"
-kubectl explain accesspolicy.spec.token || echo "(kubectl explain needs the OpenAPI v3 schema; not served yet)"
+kubectl explain accesspolicy.spec.token
 
 step "Namespaces for the samples"
 for ns in payments checkout analytics jobs; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -; done
