@@ -20,7 +20,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::PostParams,
+    api::{Patch, PatchParams, PostParams},
     runtime::{WatchStreamExt as _, watcher},
 };
 use serde_json::Value;
@@ -116,8 +116,9 @@ impl Kubelet {
         }
     }
 
-    /// Watches pods in all namespaces and materialises each new one (once per pod uid). Abort
-    /// the handle to stop.
+    /// Watches pods in all namespaces, materialises each new one (once per pod uid) and reports
+    /// it Running with ready containers, as a kubelet would once they started. Abort the handle
+    /// to stop.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let pods: Api<Pod> = Api::all(self.client.clone());
@@ -131,14 +132,48 @@ impl Kubelet {
                 if !seen.insert(uid) {
                     continue;
                 }
-                if let Err(error) = self.write_pod(&pod).await {
-                    tracing::warn!(error = %format!("{error:#}"), "kubelet could not materialise a pod");
+                let started = match self.write_pod(&pod).await {
+                    Ok(_) => self.report_running(&pod).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = started {
+                    tracing::warn!(error = %format!("{error:#}"), "kubelet could not start a pod");
                 }
             }
         })
     }
 
-    /// Reads the pod and writes its volumes.
+    /// Patches the pod's status to Running with every container ready.
+    async fn report_running(&self, pod: &Pod) -> anyhow::Result<()> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())?.to_string();
+        let statuses: Vec<Value> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .map(|c| {
+                serde_json::json!({ "name": c.name, "image": c.image, "ready": true, "started": true,
+                    "restartCount": 0, "state": { "running": { "startedAt": now } } })
+            })
+            .collect();
+        let status = serde_json::json!({ "status": {
+            "phase": "Running", "podIP": "127.0.0.1", "hostIP": "127.0.0.1", "startTime": now,
+            "conditions": [
+                { "type": "Initialized", "status": "True", "lastTransitionTime": now },
+                { "type": "ContainersReady", "status": "True", "lastTransitionTime": now },
+                { "type": "Ready", "status": "True", "lastTransitionTime": now },
+            ],
+            "containerStatuses": statuses,
+        } });
+        Api::<Pod>::namespaced(self.client.clone(), &ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .with_context(|| format!("reporting pod {ns}/{name} running"))?;
+        Ok(())
+    }
+
+    /// Reads the pod and writes its volumes (its status is left alone).
     pub async fn materialise(&self, namespace: &str, name: &str) -> anyhow::Result<PodFiles> {
         let pod = Api::<Pod>::namespaced(self.client.clone(), namespace)
             .get(name)

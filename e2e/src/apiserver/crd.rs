@@ -124,6 +124,26 @@ pub fn established_status(crd: &Value) -> Value {
     })
 }
 
+/// After an update: `acceptedNames` follow the spec, `storedVersions` gain the storage version.
+pub fn refresh_status(crd: &mut Value) {
+    let fresh = established_status(crd);
+    if crd["status"].is_null() {
+        crd["status"] = fresh;
+        return;
+    }
+    crd["status"]["acceptedNames"] = fresh["acceptedNames"].clone();
+    let mut stored: Vec<Value> = crd["status"]["storedVersions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for v in fresh["storedVersions"].as_array().into_iter().flatten() {
+        if !stored.contains(v) {
+            stored.push(v.clone());
+        }
+    }
+    crd["status"]["storedVersions"] = Value::Array(stored);
+}
+
 /// Serves (or re-serves, after an update) the definition's served versions.
 pub fn register(registry: &mut Registry, crd: &Value) {
     let spec = &crd["spec"];

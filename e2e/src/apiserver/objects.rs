@@ -359,6 +359,8 @@ pub fn update(
         if !causes.is_empty() {
             return Err(ApiError::invalid(&res.group, &res.kind, &name, &causes));
         }
+        // What the CRD controllers do after a change: accept the new names, record versions.
+        crd::refresh_status(&mut new);
     }
     if let Some(schema) = &res.schema {
         new = crd::decode_defaults(schema, &new);

@@ -9,7 +9,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio::sync::{
+    broadcast::error::{RecvError, TryRecvError},
+    mpsc,
+};
 
 use super::{
     Shared,
@@ -157,32 +160,50 @@ pub fn watch(
         let mut ticker = tokio::time::interval(interval);
         ticker.reset();
         let mut last_rv = start_rv;
+        // The line a watcher of this selection gets for `event`, if any.
+        let mut deliver = |event: &Event| -> Option<Bytes> {
+            if event.rv <= last_rv {
+                return None;
+            }
+            last_rv = event.rv;
+            let kind = filter.view(event)?;
+            Some(line(
+                kind,
+                &shape(objects::as_served(&res, event.object.clone())),
+            ))
+        };
         loop {
-            tokio::select! {
+            let out = tokio::select! {
                 () = &mut deadline => return,
                 _ = ticker.tick(), if bookmarks => {
-                    let rv = shared.lock().store.current_rv().max(last_rv);
-                    if tx.send(line("BOOKMARK", &bookmark(&res, rv, false))).await.is_err() {
-                        return;
+                    // Every event up to `current` is already queued: send those first, so a
+                    // client resuming from the bookmark misses nothing.
+                    let mut newest = shared.lock().store.current_rv();
+                    let mut lines = Vec::new();
+                    loop {
+                        match rx.try_recv() {
+                            Ok(event) => {
+                                newest = newest.max(event.rv);
+                                lines.extend(deliver(&event));
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(_) => return,
+                        }
                     }
+                    lines.push(line("BOOKMARK", &bookmark(&res, newest, false)));
+                    lines
                 }
                 event = rx.recv() => match event {
-                    Ok(event) => {
-                        if event.rv <= last_rv {
-                            continue;
-                        }
-                        last_rv = event.rv;
-                        if let Some(kind) = filter.view(&event) {
-                            let obj = shape(objects::as_served(&res, event.object.clone()));
-                            if tx.send(line(kind, &obj)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    Ok(event) => deliver(&event).into_iter().collect(),
                     // A watcher that fell behind is closed; the client re-watches from its
                     // last resourceVersion, as after any dropped connection.
                     Err(RecvError::Lagged(_) | RecvError::Closed) => return,
                 },
+            };
+            for b in out {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
             }
         }
     });

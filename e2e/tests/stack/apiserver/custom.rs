@@ -189,5 +189,19 @@ async fn every_served_version_reads_the_same_objects() -> anyhow::Result<()> {
         "v1",
         "GA wins over alpha"
     );
+
+    // A names change is accepted at once, as the CRD controllers would.
+    let patched = crds
+        .patch(
+            "things.stack.test",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "names": { "shortNames": ["th"] } } })),
+        )
+        .await?;
+    let accepted = patched
+        .status
+        .and_then(|s| s.accepted_names)
+        .and_then(|n| n.short_names);
+    assert_eq!(accepted, Some(vec!["th".to_owned()]));
     Ok(())
 }

@@ -447,6 +447,15 @@ async fn kubelet_writes_projected_volumes_and_resolves_env() -> anyhow::Result<(
         async move { Ok(target.exists().then_some(())) }
     })
     .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eventually(WAIT, || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get("p").await?;
+            Ok((pod.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
+        }
+    })
+    .await?;
     task.abort();
     Ok(())
 }
