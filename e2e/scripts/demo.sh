@@ -38,7 +38,7 @@ step "kubectl explain accesspolicy.spec.token"
 kubectl explain accesspolicy.spec.token
 
 step "Namespaces for the samples"
-for ns in payments checkout analytics jobs; do kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f -; done
+for ns in payments checkout analytics jobs; do kubectl create namespace "$ns"; done
 
 step "kubectl apply -k config/samples"
 kubectl apply -k config/samples
@@ -51,15 +51,11 @@ kubectl apply -f e2e/tests/fixtures/invalid/short-expiration.yaml || true
 kubectl apply -f e2e/tests/fixtures/invalid/two-clouds-policy.yaml || true
 
 step "A projected service-account token, as the webhook will give pods (decoded claims)"
-kubectl create serviceaccount api -n payments --dry-run=client -o yaml | kubectl apply -f -
-# kubectl create token sends protobuf, which the emulator does not speak (e2e/FIDELITY.md);
-# the same TokenRequest as JSON:
-echo '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"audiences":["sts.amazonaws.com"],"expirationSeconds":600}}' >"$dir/token-request.json"
-kubectl create --raw /api/v1/namespaces/payments/serviceaccounts/api/token -f "$dir/token-request.json" |
+kubectl create serviceaccount api -n payments
+kubectl create token api -n payments --audience sts.amazonaws.com --duration 10m |
   python3 -c '
 import base64, json, sys
-token = json.load(sys.stdin)["status"]["token"]
-payload = token.split(".")[1]
+payload = sys.stdin.read().strip().split(".")[1]
 print(json.dumps(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))), indent=2))
 '
 step "The issuer that signed it, as clouds fetch it"
