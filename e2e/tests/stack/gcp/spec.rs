@@ -1,27 +1,27 @@
-//! Routes and request bodies checked against the discovery documents in `shared/specs/gcp/`.
+//! Routes and request bodies checked against Google's discovery documents
+//! (`tests/fixtures/gcp-discovery/`, copied unchanged from the official client library).
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use passport_e2e::gcp::{Api, ROUTES};
 use serde_json::{Value, json};
 
 use super::*;
 
-/// `shared/specs/gcp/latest`, beside the repository (or beside the worktree folder).
+/// The discovery documents: the copies in the repository, or `$PASSPORT_SPECS_DIR/gcp/latest`
+/// to check against newer revisions.
 fn specs_dir() -> anyhow::Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("PASSPORT_SPECS_DIR").map(PathBuf::from),
-        Some(manifest.join("../../shared/specs")),
-        Some(manifest.join("../../../shared/specs")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join("gcp/latest"))
-        .find(|dir| dir.join("iam.v1.json").is_file())
-        .context("shared/specs/gcp/latest not found (set PASSPORT_SPECS_DIR)")
+    let dir = match std::env::var_os("PASSPORT_SPECS_DIR") {
+        Some(dir) => PathBuf::from(dir).join("gcp/latest"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gcp-discovery"),
+    };
+    anyhow::ensure!(
+        dir.join("iam.v1.json").is_file(),
+        "no iam.v1.json in {}",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 /// Every method of a discovery document, as (HTTP method, flatPath) with its parameters.
