@@ -29,8 +29,10 @@ check-manifests: ## Fail when config/crd differs from what the API types generat
 	  diff -u "config/crd/$$(basename "$$f")" "$$f" || { echo "config/crd is stale: run 'make manifests' and commit" >&2; exit 1; }; \
 	done
 
-unit:
-	$(CARGO) test --workspace --locked
+unit: ## All tests, ending with one "N passed, N failed" line over every test binary
+	@mkdir -p target
+	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' target/test.log
 
 venv: ## Project-local Python venv with the AWS emulator (moto)
 	e2e/scripts/venv.sh
