@@ -408,13 +408,11 @@ pub struct AzureAccessStatus {
 impl AccessPolicySpec {
     /// The cloud this policy grants access to.
     pub fn cloud(&self) -> Option<crate::Cloud> {
-        use crate::Cloud;
-        match (&self.aws, &self.gcp, &self.azure, &self.oidc) {
-            (Some(_), None, None, None) => Some(Cloud::Aws),
-            (None, Some(_), None, None) => Some(Cloud::Gcp),
-            (None, None, Some(_), None) => Some(Cloud::Azure),
-            (None, None, None, Some(_)) => Some(Cloud::Oidc),
-            _ => None,
-        }
+        crate::Cloud::only_one(
+            self.aws.is_some(),
+            self.gcp.is_some(),
+            self.azure.is_some(),
+            self.oidc.is_some(),
+        )
     }
 }

@@ -22,6 +22,18 @@ pub enum Cloud {
 }
 
 impl Cloud {
+    /// The cloud whose block is set, when exactly one of the four is (what the CRDs' CEL rules
+    /// guarantee for stored objects).
+    pub fn only_one(aws: bool, gcp: bool, azure: bool, oidc: bool) -> Option<Self> {
+        match (aws, gcp, azure, oidc) {
+            (true, false, false, false) => Some(Self::Aws),
+            (false, true, false, false) => Some(Self::Gcp),
+            (false, false, true, false) => Some(Self::Azure),
+            (false, false, false, true) => Some(Self::Oidc),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Aws => "aws",
@@ -29,5 +41,21 @@ impl Cloud {
             Self::Azure => "azure",
             Self::Oidc => "oidc",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cloud;
+
+    #[test]
+    fn a_cloud_only_when_exactly_one_block_is_set() {
+        assert_eq!(Cloud::only_one(true, false, false, false), Some(Cloud::Aws));
+        assert_eq!(
+            Cloud::only_one(false, false, false, true),
+            Some(Cloud::Oidc)
+        );
+        assert_eq!(Cloud::only_one(false, false, false, false), None);
+        assert_eq!(Cloud::only_one(true, true, false, false), None);
     }
 }
