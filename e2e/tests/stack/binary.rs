@@ -22,6 +22,20 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Kills the stack and removes its folder however the test ends.
+struct Cleanup {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn parse_env(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| line.split_once('='))
@@ -34,13 +48,18 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
     passport_e2e::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("passport-stack-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passport-stack"))
+    let child = Command::new(env!("CARGO_BIN_EXE_passport-stack"))
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut guard = Cleanup {
+        child,
+        dir: dir.clone(),
+    };
+    let child = &mut guard.child;
 
     let env_file = dir.join("stack.env");
     wait_for("stack.env", Duration::from_secs(60), || {
