@@ -197,14 +197,7 @@ impl AzureOptions {
             store.identities.insert(
                 IdentityKey::new(&seed.subscription_id, &seed.resource_group, &seed.name),
                 Identity {
-                    subscription_id: seed.subscription_id.clone(),
-                    resource_group: seed.resource_group.clone(),
-                    name: seed.name.clone(),
-                    location: seed.location.clone(),
-                    tags: seed.tags.clone(),
-                    tenant_id: seed.tenant_id.clone(),
-                    client_id: seed.client_id.clone(),
-                    principal_id: seed.principal_id.clone(),
+                    seed: seed.clone(),
                     fics: Vec::new(),
                     busy: false,
                 },

@@ -7,7 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Map, Value, json};
+use super::IdentitySeed;
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// A user-assigned identity can carry at most this many FICs (no quota increase exists).
@@ -60,17 +61,10 @@ pub struct StoredFic {
     pub usable_from: Instant,
 }
 
-/// A user-assigned managed identity.
+/// A user-assigned managed identity: what it was created with, plus its credentials.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub name: String,
-    pub location: String,
-    pub tags: Map<String, Value>,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub principal_id: String,
+    pub seed: IdentitySeed,
     /// In creation order, like the real list.
     pub fics: Vec<StoredFic>,
     /// A FIC write is in flight: a second one gets 409.
@@ -82,21 +76,21 @@ impl Identity {
     pub fn id(&self) -> String {
         format!(
             "/subscriptions/{}/resourcegroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
-            self.subscription_id, self.resource_group, self.name
+            self.seed.subscription_id, self.seed.resource_group, self.seed.name
         )
     }
 
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id(),
-            "name": self.name,
+            "name": self.seed.name,
             "type": IDENTITY_TYPE,
-            "location": self.location,
-            "tags": self.tags,
+            "location": self.seed.location,
+            "tags": self.seed.tags,
             "properties": {
-                "tenantId": self.tenant_id,
-                "principalId": self.principal_id,
-                "clientId": self.client_id,
+                "tenantId": self.seed.tenant_id,
+                "principalId": self.seed.principal_id,
+                "clientId": self.seed.client_id,
             },
         })
     }
@@ -292,8 +286,8 @@ impl Store {
     /// The identity in `tenant_id` whose clientId is `client_id` (GUIDs compare case-insensitively).
     pub fn identity_by_client_id(&self, tenant_id: &str, client_id: &str) -> Option<&Identity> {
         self.identities.values().find(|i| {
-            i.client_id.eq_ignore_ascii_case(client_id)
-                && i.tenant_id.eq_ignore_ascii_case(tenant_id)
+            i.seed.client_id.eq_ignore_ascii_case(client_id)
+                && i.seed.tenant_id.eq_ignore_ascii_case(tenant_id)
         })
     }
 
@@ -307,6 +301,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Map;
+
     use super::*;
 
     fn body(issuer: &str, subject: &str, audiences: &[&str]) -> Value {
@@ -315,14 +311,16 @@ mod tests {
 
     fn identity() -> Identity {
         Identity {
-            subscription_id: "sub".into(),
-            resource_group: "rg".into(),
-            name: "id".into(),
-            location: "westus".into(),
-            tags: Map::new(),
-            tenant_id: "t".into(),
-            client_id: "c".into(),
-            principal_id: "p".into(),
+            seed: IdentitySeed {
+                subscription_id: "sub".into(),
+                resource_group: "rg".into(),
+                name: "id".into(),
+                location: "westus".into(),
+                tags: Map::new(),
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                principal_id: "p".into(),
+            },
             fics: Vec::new(),
             busy: false,
         }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 pub(super) use auth::whoami;
 
 use super::{
-    Shared,
+    IdentitySeed, Shared,
     spec::{self, Operation, Params, RouteMatch},
     state::{FicError, Identity, IdentityKey, uuid_from},
 };
@@ -283,17 +283,17 @@ fn identity_put(shared: &Shared, params: &Params, body: &Bytes) -> Result<Respon
         .to_owned();
     let key = key(params);
     if let Some(identity) = store.identities.get_mut(&key) {
-        if !identity.location.eq_ignore_ascii_case(&location) {
+        if !identity.seed.location.eq_ignore_ascii_case(&location) {
             return Err(ArmError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidResourceLocation",
                 format!(
                     "The resource '{}' already exists in location '{}' in resource group '{}'. A resource with the same name cannot be created in location '{location}'. Please select a new resource name.",
-                    identity.name, identity.location, identity.resource_group
+                    identity.seed.name, identity.seed.location, identity.seed.resource_group
                 ),
             ));
         }
-        identity.tags = tags;
+        identity.seed.tags = tags;
         return Ok(Json(identity.to_json()).into_response());
     }
     // A re-created identity gets new IDs, as in Azure.
@@ -304,14 +304,16 @@ fn identity_put(shared: &Shared, params: &Params, body: &Bytes) -> Result<Respon
         store.created
     );
     let identity = Identity {
-        subscription_id: params.subscription_id.clone(),
-        resource_group: params.resource_group.clone(),
-        name: params.identity.clone(),
-        location,
-        tags,
-        tenant_id,
-        client_id: uuid_from(&format!("client:{seed}")),
-        principal_id: uuid_from(&format!("principal:{seed}")),
+        seed: IdentitySeed {
+            subscription_id: params.subscription_id.clone(),
+            resource_group: params.resource_group.clone(),
+            name: params.identity.clone(),
+            location,
+            tags,
+            tenant_id,
+            client_id: uuid_from(&format!("client:{seed}")),
+            principal_id: uuid_from(&format!("principal:{seed}")),
+        },
         fics: Vec::new(),
         busy: false,
     };

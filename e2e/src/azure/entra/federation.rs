@@ -103,9 +103,9 @@ pub(super) async fn federated(
             ));
         }
         Principal {
-            tenant_id: identity.tenant_id.clone(),
-            client_id: identity.client_id.clone(),
-            principal_id: identity.principal_id.clone(),
+            tenant_id: identity.seed.tenant_id.clone(),
+            client_id: identity.seed.client_id.clone(),
+            principal_id: identity.seed.principal_id.clone(),
             identity_id: Some(identity.id()),
         }
     };
