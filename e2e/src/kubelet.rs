@@ -297,22 +297,14 @@ impl Kubelet {
         ns: &str,
         source: &Value,
     ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let name = source["name"].as_str().unwrap_or_default();
-        let optional = source["optional"] == Value::Bool(true);
-        let data = match Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await?
-        {
-            Some(cm) => cm
-                .data
+        self.key_files(ns, source, |cm: ConfigMap| {
+            cm.data
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| (k, v.into_bytes()))
-                .collect(),
-            None if optional => BTreeMap::new(),
-            None => anyhow::bail!("configmap {ns}/{name} not found"),
-        };
-        Ok(select_items(data, &source["items"]))
+                .collect()
+        })
+        .await
     }
 
     async fn secret_files(
@@ -320,20 +312,40 @@ impl Kubelet {
         ns: &str,
         source: &Value,
     ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let name = source["name"].as_str().unwrap_or_default();
-        let optional = source["optional"] == Value::Bool(true);
-        let data = match Api::<Secret>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await?
-        {
-            Some(s) => s
+        self.key_files(ns, source, |secret: Secret| {
+            secret
                 .data
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(k, v)| (k, v.0))
-                .collect(),
+                .collect()
+        })
+        .await
+    }
+
+    /// The files of a configMap or secret source (`name`, `optional`, `items`), read from the
+    /// object of kind `K` through `data`.
+    async fn key_files<K>(
+        &self,
+        ns: &str,
+        source: &Value,
+        data: impl FnOnce(K) -> BTreeMap<String, Vec<u8>>,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = source["name"].as_str().unwrap_or_default();
+        let optional = source["optional"] == Value::Bool(true);
+        let data = match Api::<K>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await?
+        {
+            Some(object) => data(object),
             None if optional => BTreeMap::new(),
-            None => anyhow::bail!("secret {ns}/{name} not found"),
+            None => anyhow::bail!("{} {ns}/{name} not found", K::kind(&()).to_lowercase()),
         };
         Ok(select_items(data, &source["items"]))
     }
