@@ -125,6 +125,11 @@ impl Stack {
                 "PASSPORT_STACK_ISSUER",
                 self.apiserver.issuer().url().to_owned(),
             ),
+            // Passport trusts the stack CA for every cloud endpoint on top of the system roots.
+            (
+                "PASSPORT_CA_BUNDLE",
+                self.apiserver.ca_path().display().to_string(),
+            ),
         ];
         if let Some(aws) = &self.aws {
             env.extend([
@@ -132,6 +137,13 @@ impl Stack {
                 ("AWS_ENDPOINT_URL_STS", aws.sts_https_url()),
                 ("PASSPORT_STACK_MOTO", aws.moto_url().to_owned()),
                 ("AWS_ACCOUNT_ID", aws::ACCOUNT_ID.to_owned()),
+                // What aws-config's default chain reads: moto accepts any static key.
+                ("AWS_ACCESS_KEY_ID", aws::sdk::TEST_ACCESS_KEY_ID.to_owned()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    aws::sdk::TEST_SECRET_ACCESS_KEY.to_owned(),
+                ),
+                ("AWS_REGION", aws::sdk::REGION.to_owned()),
             ]);
         }
         let gcp = self.gcp.https();

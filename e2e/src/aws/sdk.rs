@@ -7,11 +7,16 @@ use aws_smithy_http_client::tls;
 /// The region the stack's clients use.
 pub const REGION: &str = "us-east-1";
 
+/// The access key of the stack's static credentials.
+pub const TEST_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+/// The secret key of the stack's static credentials (moto does not check it).
+pub const TEST_SECRET_ACCESS_KEY: &str = "testing";
+
 /// Static credentials moto accepts (it does not check them).
 pub fn test_credentials() -> Credentials {
     Credentials::new(
-        "AKIAIOSFODNN7EXAMPLE",
-        "testing",
+        TEST_ACCESS_KEY_ID,
+        TEST_SECRET_ACCESS_KEY,
         None,
         None,
         "passport-e2e",

@@ -1,0 +1,1 @@
+//! AWS IAM: OIDC providers and roles through aws-sdk-iam.

@@ -1,0 +1,1 @@
+//! Azure: federated identity credentials on user-assigned managed identities (ARM REST).

@@ -1,0 +1,1 @@
+//! In-memory fakes of the cloud traits, for controller unit tests.

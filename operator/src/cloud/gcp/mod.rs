@@ -1,0 +1,1 @@
+//! Google Cloud: workload identity pools and providers (REST), service-account IAM policies.

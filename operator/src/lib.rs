@@ -1,0 +1,4 @@
+//! Passport's operator: the cloud providers (and, next, the controllers, metrics and audit)
+//! behind the `passport` binary.
+
+pub mod cloud;

@@ -1,0 +1,1 @@
+//! The aws provider against the local stack.

@@ -1,0 +1,1 @@
+//! The gcp provider against the local stack.
