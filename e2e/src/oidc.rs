@@ -1,7 +1,12 @@
 //! Service-account token signing (the Kubernetes API emulator's issuer) and token verification
 //! against an issuer's published JWKS (what AWS STS, GCP STS and Entra do), shared by the stack.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use axum::{Json, Router, extract::State, routing::get};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
@@ -232,6 +237,87 @@ impl JwksVerifier {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A Kubernetes-like token issuer on HTTPS (stack CA) serving discovery and JWKS.
+pub struct ServedIssuer {
+    pub issuer: Issuer,
+    _server: crate::serve::Server,
+}
+
+impl ServedIssuer {
+    pub async fn start(ca: &crate::tls::Ca) -> anyhow::Result<Self> {
+        // The issuer's documents name its URL, which is known only once the server listens.
+        let docs: Arc<OnceLock<(Value, Value)>> = Arc::default();
+        let router = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(
+                    |State(d): State<Arc<OnceLock<(Value, Value)>>>| async move {
+                        Json(d.get().map(|d| d.0.clone()).unwrap_or_default())
+                    },
+                ),
+            )
+            .route(
+                "/openid/v1/jwks",
+                get(
+                    |State(d): State<Arc<OnceLock<(Value, Value)>>>| async move {
+                        Json(d.get().map(|d| d.1.clone()).unwrap_or_default())
+                    },
+                ),
+            )
+            .with_state(docs.clone());
+        let server =
+            crate::serve::Server::https(router, ca.loopback_server_config().await?).await?;
+        let issuer = Issuer::generate(&server.url())?;
+        docs.set((issuer.discovery(), issuer.jwks()))
+            .map_err(|_| anyhow::anyhow!("issuer documents set twice"))?;
+        Ok(Self {
+            issuer,
+            _server: server,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.issuer.url()
+    }
+
+    /// `127.0.0.1:PORT`: the provider ARN suffix and the condition-key prefix.
+    pub fn host_path(&self) -> &str {
+        self.url().trim_start_matches("https://")
+    }
+
+    pub fn provider_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{}",
+            crate::aws::ACCOUNT_ID,
+            self.host_path()
+        )
+    }
+
+    /// A service-account token shaped like kube-apiserver's, expiring `ttl` seconds from now.
+    pub fn token(
+        &self,
+        namespace: &str,
+        sa: &str,
+        aud: &[&str],
+        ttl: i64,
+    ) -> anyhow::Result<String> {
+        let now = jiff::Timestamp::now().as_second();
+        self.issuer.sign(&json!({
+            "iss": self.url(),
+            "sub": format!("system:serviceaccount:{namespace}:{sa}"),
+            "aud": aud,
+            "exp": now + ttl,
+            "iat": now - 30,
+            "nbf": now - 30,
+            "kubernetes.io": {
+                "namespace": namespace,
+                "serviceaccount": {"name": sa, "uid": "6c1c4ba8-4f1e-4a6b-9a7e-3d2f1e0c9b8a"},
+                "pod": {"name": format!("{sa}-0"), "uid": "0f5c2a1e-7d3b-4c8e-a9f6-1b2c3d4e5f60"},
+            },
+        }))
     }
 }
 

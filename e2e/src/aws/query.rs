@@ -128,6 +128,10 @@ pub fn aws_shaped_faults(router: axum::Router, namespace: &'static str) -> axum:
             }
             let (code, message) = match status {
                 StatusCode::TOO_MANY_REQUESTS => ("Throttling", "Rate exceeded"),
+                StatusCode::FORBIDDEN => (
+                    "AccessDenied",
+                    "User is not authorized to perform this action",
+                ),
                 StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", "Service is unavailable"),
                 StatusCode::INTERNAL_SERVER_ERROR => {
                     ("InternalFailure", "An internal error occurred")

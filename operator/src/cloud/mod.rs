@@ -193,6 +193,9 @@ pub enum Deleted {
 /// The IAM OIDC provider for a trust's issuer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OidcProviderIntent {
+    /// The account and partition (`aws`, `aws-cn`, `aws-us-gov`) the provider lives in.
+    pub account_id: String,
+    pub partition: String,
     /// The issuer URL (`https://...`), as in the tokens' `iss`.
     pub issuer: String,
     /// The audience (client ID) the provider must accept.
@@ -214,6 +217,8 @@ pub struct OidcProviderState {
 /// Giving up a trust's use of an OIDC provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OidcProviderRelease {
+    pub account_id: String,
+    pub partition: String,
     pub issuer: String,
     pub owner: Owner,
     /// Whether another trust of this cluster still uses the provider (then it is kept).
