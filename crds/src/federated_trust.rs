@@ -126,6 +126,17 @@ pub struct AwsTrust {
         .message("allowedRoleArns entries are role ARN patterns starting with arn:, e.g. arn:aws:iam::123456789012:role/apps/*"))]
     pub allowed_role_arns: Vec<String>,
 
+    /// ARN of a managed policy attached as the permissions boundary of every role Passport
+    /// creates under this trust, e.g. `arn:aws:iam::123456789012:policy/passport-boundary`. A
+    /// role's effective permissions never exceed the boundary, whatever its AccessPolicy attaches,
+    /// so a compromised namespace or operator cannot mint a more powerful role. Grant the operator
+    /// `iam:CreateRole` only with the `iam:PermissionsBoundary` condition on this ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws(-cn|-us-gov)?:iam::([0-9]{12}|aws):policy/.+$')")
+        .message("permissionsBoundaryArn must be an IAM managed policy ARN, e.g. arn:aws:iam::123456789012:policy/passport-boundary"))]
+    pub permissions_boundary_arn: Option<String>,
+
     /// Tags added to every IAM object Passport creates, next to its ownership tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 40))]

@@ -21,7 +21,7 @@ fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
 
 /// Each deliberately bad sample in `tests/fixtures/invalid/`, with the message a human needs to
 /// fix it. The expectations live here, not in the fixtures.
-pub const INVALID_SAMPLES: [(&str, &str); 13] = [
+pub const INVALID_SAMPLES: [(&str, &str); 14] = [
     (
         "missing-cloud.yaml",
         "spec: Invalid value: \"object\": set one cloud block: aws, gcp, azure or oidc",
@@ -41,6 +41,10 @@ pub const INVALID_SAMPLES: [(&str, &str); 13] = [
     (
         "bad-account-id.yaml",
         "accountId must be the 12-digit AWS account ID",
+    ),
+    (
+        "bad-permissions-boundary.yaml",
+        "permissionsBoundaryArn must be an IAM managed policy ARN",
     ),
     (
         "reserved-pool-id.yaml",
