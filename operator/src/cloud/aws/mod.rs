@@ -4,6 +4,7 @@
 
 mod error;
 mod oidc;
+pub use oidc::oidc_provider_arn;
 pub mod policy;
 mod roles;
 

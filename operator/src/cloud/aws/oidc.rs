@@ -10,7 +10,7 @@ use crate::cloud::{
 };
 
 /// The ARN IAM gives the provider of `issuer`.
-pub fn provider_arn(partition: &str, account_id: &str, issuer: &str) -> String {
+pub fn oidc_provider_arn(partition: &str, account_id: &str, issuer: &str) -> String {
     format!(
         "arn:{partition}:iam::{account_id}:oidc-provider/{}",
         issuer_host(issuer)
@@ -62,7 +62,7 @@ impl OidcProviders for AwsProvider {
         &self,
         intent: &OidcProviderIntent,
     ) -> Result<Ensured<OidcProviderState>, CloudError> {
-        let arn = provider_arn(&intent.partition, &intent.account_id, &intent.issuer);
+        let arn = oidc_provider_arn(&intent.partition, &intent.account_id, &intent.issuer);
         let Some(observed) = self.read_provider(&arn).await? else {
             let mut all_tags = intent.tags.clone();
             all_tags.extend(intent.owner.tags());
@@ -160,7 +160,7 @@ impl OidcProviders for AwsProvider {
         &self,
         release: &OidcProviderRelease,
     ) -> Result<Deleted, CloudError> {
-        let arn = provider_arn(&release.partition, &release.account_id, &release.issuer);
+        let arn = oidc_provider_arn(&release.partition, &release.account_id, &release.issuer);
         let Some(observed) = self.read_provider(&arn).await? else {
             return Ok(Deleted::Absent);
         };
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn provider_arns_name_the_issuer_without_its_scheme() {
         assert_eq!(
-            provider_arn("aws-cn", "123456789012", "https://oidc.example.com/c1/"),
+            oidc_provider_arn("aws-cn", "123456789012", "https://oidc.example.com/c1/"),
             "arn:aws-cn:iam::123456789012:oidc-provider/oidc.example.com/c1"
         );
     }
