@@ -96,8 +96,11 @@ impl CloudError {
     pub fn retry(&self) -> RetryClass {
         match self.kind {
             ErrorKind::Throttled | ErrorKind::Unavailable => RetryClass::Transient,
-            // A conflict with another writer passes; one with another owner does not.
-            ErrorKind::Conflict if self.code.as_deref() != Some(NOT_OWNED) => RetryClass::Transient,
+            // A conflict with another writer passes; one with another owner, or with an object
+            // that holds ours (an instance profile holding a role), waits for a person.
+            ErrorKind::Conflict if !matches!(self.code.as_deref(), Some(NOT_OWNED | BLOCKED)) => {
+                RetryClass::Transient
+            }
             _ => RetryClass::UserFixable,
         }
     }
@@ -127,6 +130,8 @@ impl CloudError {
 
 /// `code` of a Conflict with an object Passport does not own.
 pub const NOT_OWNED: &str = "PassportNotOwned";
+/// `code` of a Conflict that only a person can resolve (the object is held by another one).
+pub const BLOCKED: &str = "PassportBlocked";
 /// `code` of a LimitExceeded for an AWS trust policy over the account's quota.
 pub const TRUST_POLICY_TOO_LARGE: &str = "PassportTrustPolicyTooLarge";
 /// `code` of a LimitExceeded for the 21st federated credential on an Azure identity.
@@ -164,6 +169,8 @@ mod tests {
         assert_eq!(error(ErrorKind::Invalid).retry(), RetryClass::UserFixable);
         let foreign = CloudError::not_owned(Cloud::Aws, "CreateRole", "role x", "cluster b");
         assert_eq!(foreign.retry(), RetryClass::UserFixable);
+        let held = error(ErrorKind::Conflict).with_code(BLOCKED);
+        assert_eq!(held.retry(), RetryClass::UserFixable);
         assert_eq!(foreign.reason(), Reason::NotOwned);
         assert!(foreign.to_string().contains("belongs to cluster b"));
     }

@@ -640,3 +640,37 @@ async fn an_exhausted_retry_budget_surfaces_as_throttled() {
     );
     fx.aws.iam_faults().clear();
 }
+
+#[tokio::test]
+async fn a_role_held_by_an_instance_profile_is_reported_not_retried() {
+    let fx = fx().await;
+    fx.with_provider().await;
+    fx.provider
+        .ensure_role(&fx.role("payments-api", &["api"]))
+        .await
+        .unwrap();
+    fx.iam
+        .create_instance_profile()
+        .instance_profile_name("legacy-ec2")
+        .send()
+        .await
+        .unwrap();
+    fx.iam
+        .add_role_to_instance_profile()
+        .instance_profile_name("legacy-ec2")
+        .role_name("payments-api")
+        .send()
+        .await
+        .unwrap();
+    let error = fx
+        .provider
+        .delete_role("payments-api", &policy_owner())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Conflict);
+    assert_eq!(
+        error.retry(),
+        passport_operator::cloud::RetryClass::UserFixable
+    );
+    assert!(error.message.contains("legacy-ec2"), "{}", error.message);
+}

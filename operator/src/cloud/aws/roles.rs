@@ -256,6 +256,41 @@ impl AwsProvider {
     }
 }
 
+impl AwsProvider {
+    /// Explains a `DeleteConflict` on a role Passport owns: someone put it into an instance
+    /// profile (ACK's controller got stuck here). Passport does not edit profiles it did not
+    /// create, so a person has to; the error waits for them instead of retrying hot.
+    async fn delete_conflict(&self, name: &str, error: CloudError) -> CloudError {
+        let iam = &self.iam;
+        let profiles = self
+            .caller
+            .run("ListInstanceProfilesForRole", Access::Read, || async move {
+                iam.list_instance_profiles_for_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map("ListInstanceProfilesForRole", e))
+            })
+            .await
+            .map(|out| {
+                out.instance_profiles()
+                    .iter()
+                    .map(|p| p.instance_profile_name().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut message = format!("IAM refused to delete role {name}: {}", error.message);
+        if !profiles.is_empty() {
+            message.push_str(&format!(
+                "; remove it from the instance profiles {} (aws iam remove-role-from-instance-profile)",
+                profiles.join(", ")
+            ));
+        }
+        CloudError::new(ErrorKind::Conflict, Cloud::Aws, "DeleteRole", message)
+            .with_code(crate::cloud::error::BLOCKED)
+    }
+}
+
 /// Who a role's tags say owns it, for messages.
 fn owner_of(tags: &BTreeMap<String, String>) -> String {
     Owner::from_tags(tags).map_or_else(
@@ -444,6 +479,9 @@ impl Roles for AwsProvider {
                 Ok(Deleted::Deleted)
             }
             Err(e) if e.is_not_found() => Ok(Deleted::Absent),
+            Err(e) if e.code.as_deref() == Some("DeleteConflict") => {
+                Err(self.delete_conflict(name, e).await)
+            }
             Err(e) => Err(e),
         }
     }
