@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod crdgen;
 pub mod federated_trust;
 pub mod keys;
+pub mod matching;
 pub mod naming;
 
 pub use access_policy::{AccessPolicy, AccessPolicySpec, AccessPolicyStatus};

@@ -59,6 +59,22 @@ pub fn is_valid_aws_role_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= AWS_ROLE_NAME_MAX && name.chars().all(aws_role_char)
 }
 
+/// The Sid of Passport's statement in an adopted role's trust policy: `Passport` followed by
+/// the cluster, namespace and policy with only their letters and digits, and a stable hash of
+/// the three (so that `a-b/c` and `a/b-c` stay distinct). IAM Sids are alphanumeric.
+pub fn aws_statement_sid(cluster: &str, namespace: &str, policy: &str) -> String {
+    let readable: String = [cluster, namespace, policy]
+        .concat()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(48)
+        .collect();
+    format!(
+        "Passport{readable}{}",
+        short_hash(&format!("{cluster}/{namespace}/{policy}"))
+    )
+}
+
 fn azure_fic_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
@@ -176,6 +192,16 @@ pub fn gcp_subject(namespace: &str, service_account: &str) -> Result<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_sids_are_alphanumeric_and_distinct() {
+        let a = aws_statement_sid("prod", "a-b", "c");
+        let b = aws_statement_sid("prod", "a", "b-c");
+        assert!(a.starts_with("Passportprodabc"));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, aws_statement_sid("prod", "a-b", "c"));
+    }
 
     #[test]
     fn short_role_names_are_kept_verbatim() {

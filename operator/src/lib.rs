@@ -2,3 +2,4 @@
 //! behind the `passport` binary.
 
 pub mod cloud;
+pub mod controllers;

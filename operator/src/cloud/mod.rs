@@ -25,7 +25,7 @@ pub use config::CloudConfig;
 pub use error::{CloudError, ErrorKind, RetryClass};
 
 /// The kind of Passport resource that owns a cloud object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum OwnerKind {
     FederatedTrust,
     AccessPolicy,
@@ -50,7 +50,8 @@ impl OwnerKind {
 
 /// Who owns a cloud object: written as tags (AWS), in the description (GCP) or in the name
 /// (Azure) of everything Passport creates, so that two clusters sharing an account never fight.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Owner {
     /// `--cluster-name` of the operator that created the object.
     pub cluster: String,
@@ -191,7 +192,8 @@ pub enum Deleted {
 // AWS
 
 /// The IAM OIDC provider for a trust's issuer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OidcProviderIntent {
     /// The account and partition (`aws`, `aws-cn`, `aws-us-gov`) the provider lives in.
     pub account_id: String,
@@ -227,7 +229,8 @@ pub struct OidcProviderRelease {
 
 /// The grant a role's trust policy gives: tokens of `issuer` with `audience` and one of
 /// `subjects` (`system:serviceaccount:<ns>:<sa>`) through the provider `provider_arn`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrustGrant {
     pub provider_arn: String,
     pub issuer: String,
@@ -236,7 +239,8 @@ pub struct TrustGrant {
 }
 
 /// A role Passport creates and owns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RoleIntent {
     pub name: String,
     /// IAM path, e.g. `/passport/`.
@@ -259,7 +263,8 @@ pub struct RoleState {
 }
 
 /// Passport's statement in the trust policy of a role it does not own (adoption by ARN).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrustStatementIntent {
     pub role_arn: String,
     /// The statement's Sid; starts with `Passport`.
@@ -313,7 +318,8 @@ pub trait Roles: Send + Sync {
 // GCP
 
 /// A workload identity pool and its OIDC provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkloadIdentityIntent {
     pub project_number: String,
     pub pool_id: String,
@@ -347,7 +353,8 @@ pub struct WorkloadIdentityRef {
 }
 
 /// Changes to the `roles/iam.workloadIdentityUser` members of one Google service account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BindingIntent {
     /// The service account's email.
     pub service_account: String,
@@ -386,7 +393,8 @@ pub trait ServiceAccountBindings: Send + Sync {
 // Azure
 
 /// A federated identity credential on a user-assigned managed identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FederatedCredentialIntent {
     /// The identity's ARM resource ID.
     pub identity: String,

@@ -1,0 +1,173 @@
+//! The two matching rules the API uses, shared by the controllers and the webhook: Kubernetes
+//! label selectors (a trust's `namespaceSelector`, a policy's `podSelector`) and the glob
+//! patterns of the trusts' allowlists (`*` matches any run of characters). Pure, no IO.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// Whether `labels` satisfy `selector`, with Kubernetes semantics: `{}` selects everything,
+/// every `matchLabels` entry and every `matchExpressions` requirement must hold. An operator
+/// other than In, NotIn, Exists and DoesNotExist selects nothing (the API server refuses it).
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|req| {
+        let values = req.values.as_deref().unwrap_or_default();
+        let value = labels.get(&req.key);
+        match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// Whether an optional selector admits `labels`: absent selects nothing (a FederatedTrust with no
+/// `namespaceSelector` admits no namespace).
+pub fn optional_selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.is_some_and(|s| selector_matches(s, labels))
+}
+
+/// Whether `text` matches the glob `pattern`, where `*` matches any run of characters
+/// (including `/` and none) and every other character matches itself.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pattern == text;
+    };
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The first of `patterns` that `text` matches.
+pub fn first_glob_match<'a>(patterns: &'a [String], text: &str) -> Option<&'a str> {
+    patterns
+        .iter()
+        .map(String::as_str)
+        .find(|p| glob_matches(p, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.to_owned(),
+            operator: operator.to_owned(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn an_empty_selector_selects_everything_and_an_absent_one_nothing() {
+        let any = labels(&[("team", "a")]);
+        assert!(selector_matches(&LabelSelector::default(), &any));
+        assert!(optional_selector_matches(
+            Some(&LabelSelector::default()),
+            &any
+        ));
+        assert!(!optional_selector_matches(None, &any));
+    }
+
+    #[test]
+    fn match_labels_and_expressions_must_all_hold() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("env", "prod")])),
+            match_expressions: Some(vec![
+                requirement("team", "In", &["a", "b"]),
+                requirement("legacy", "DoesNotExist", &[]),
+                requirement("tier", "NotIn", &["test"]),
+            ]),
+        };
+        assert!(selector_matches(
+            &selector,
+            &labels(&[("env", "prod"), ("team", "a")])
+        ));
+        assert!(!selector_matches(
+            &selector,
+            &labels(&[("env", "dev"), ("team", "a")])
+        ));
+        assert!(!selector_matches(
+            &selector,
+            &labels(&[("env", "prod"), ("team", "c")])
+        ));
+        assert!(!selector_matches(
+            &selector,
+            &labels(&[("env", "prod"), ("team", "a"), ("legacy", "1")])
+        ));
+        assert!(!selector_matches(
+            &selector,
+            &labels(&[("env", "prod"), ("team", "a"), ("tier", "test")])
+        ));
+        let exists = LabelSelector {
+            match_expressions: Some(vec![requirement("team", "Exists", &[])]),
+            ..LabelSelector::default()
+        };
+        assert!(selector_matches(&exists, &labels(&[("team", "x")])));
+        assert!(!selector_matches(&exists, &labels(&[])));
+    }
+
+    #[test]
+    fn globs_match_runs_of_any_characters() {
+        assert!(glob_matches(
+            "arn:aws:iam::1:role/apps/*",
+            "arn:aws:iam::1:role/apps/a/b"
+        ));
+        assert!(!glob_matches(
+            "arn:aws:iam::1:role/apps/*",
+            "arn:aws:iam::1:role/ops/a"
+        ));
+        assert!(glob_matches(
+            "*@my-project.iam.gserviceaccount.com",
+            "a@my-project.iam.gserviceaccount.com"
+        ));
+        assert!(!glob_matches(
+            "*@my-project.iam.gserviceaccount.com",
+            "a@evil.iam.gserviceaccount.com"
+        ));
+        assert!(glob_matches("vault", "vault"));
+        assert!(!glob_matches("vault", "vault2"));
+        assert!(glob_matches(
+            "https://*.snowflakecomputing.com",
+            "https://x.snowflakecomputing.com"
+        ));
+        assert!(glob_matches("a*b*c", "abc"));
+        assert!(!glob_matches("a*b*c", "acb"));
+        assert!(
+            !glob_matches("ab*ba", "aba"),
+            "prefix and suffix may not overlap"
+        );
+        assert!(glob_matches("*", ""));
+    }
+}

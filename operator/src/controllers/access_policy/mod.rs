@@ -1,0 +1,3 @@
+//! The AccessPolicy controller.
+
+pub mod desired;

@@ -1,0 +1,3 @@
+//! The FederatedTrust controller.
+
+pub mod desired;
