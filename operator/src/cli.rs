@@ -7,6 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use passport_operator::plan;
 
 /// Passport: pods use AWS, Google Cloud and Azure with no static keys.
 #[derive(Debug, Parser)]
@@ -30,9 +31,47 @@ pub enum Command {
         #[arg(long, conflicts_with = "out_dir")]
         stdout: bool,
     },
+    /// Preview offline, with no cluster and no cloud, what the controllers would create for
+    /// these manifests, and every refusal they would report (for GitOps pull requests).
+    Plan {
+        /// YAML files, or folders of them: FederatedTrusts, AccessPolicies, and the Namespaces
+        /// and ServiceAccounts they use. Other kinds are skipped.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The cluster name the operator runs with (`passport run --cluster-name`).
+        #[arg(long, env = "PASSPORT_CLUSTER_NAME")]
+        cluster_name: String,
+        /// The cluster's issuer, for trusts without `spec.issuer.url`.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// `text` for people, `json` for tools.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The AWS account's trust-policy quota.
+        #[arg(long, env = "PASSPORT_AWS_TRUST_POLICY_QUOTA", default_value_t = 2048)]
+        aws_trust_policy_quota: usize,
+        /// Exit with status 2 when any resource would be refused.
+        #[arg(long)]
+        fail_on_refusal: bool,
+    },
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Output formats of `passport plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// What a command asks of `main`: success, or a failure that was already reported.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `plan --fail-on-refusal` found refusals.
+    Refused,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version => {
             println!(
@@ -41,9 +80,37 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 passport_crds::keys::GROUP,
                 passport_crds::keys::VERSION
             );
-            Ok(())
+            Ok(Outcome::Done)
         }
-        Command::Crdgen { out_dir, stdout } => crdgen(&out_dir, stdout),
+        Command::Crdgen { out_dir, stdout } => crdgen(&out_dir, stdout).map(|()| Outcome::Done),
+        Command::Plan {
+            files,
+            cluster_name,
+            issuer,
+            output,
+            aws_trust_policy_quota,
+            fail_on_refusal,
+        } => {
+            let manifests = plan::Manifests::read(&files)?;
+            let plan = plan::build(
+                &manifests,
+                &plan::Options {
+                    cluster: cluster_name,
+                    issuer,
+                    trust_policy_quota: aws_trust_policy_quota,
+                },
+            );
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Text => write!(out, "{}", plan::render(&plan))?,
+                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?,
+            }
+            Ok(if fail_on_refusal && plan.refusals() > 0 {
+                Outcome::Refused
+            } else {
+                Outcome::Done
+            })
+        }
     }
 }
 
@@ -74,7 +141,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("passport-crdgen-{}", std::process::id()));
         let cli = Cli::try_parse_from(["passport", "crdgen", "--out-dir", dir.to_str().unwrap()])
             .unwrap();
-        run(cli).unwrap();
+        assert_eq!(run(cli).unwrap(), Outcome::Done);
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -90,6 +157,20 @@ mod tests {
         let trust = std::fs::read_to_string(dir.join("passport.dev_federatedtrusts.yaml")).unwrap();
         assert!(trust.contains("kind: CustomResourceDefinition"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn plan_fails_on_refusals_only_when_asked() {
+        let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/samples");
+        let plan = |extra: &[&str]| {
+            let mut args = vec!["passport", "plan", "-f", samples, "--cluster-name", "prod"];
+            args.extend_from_slice(extra);
+            run(Cli::try_parse_from(args).unwrap()).unwrap()
+        };
+        // Without --issuer the trusts lacking spec.issuer are refused.
+        assert_eq!(plan(&["--fail-on-refusal", "-o", "json"]), Outcome::Refused);
+        assert_eq!(plan(&["-o", "json"]), Outcome::Done);
+        assert!(Cli::try_parse_from(["passport", "plan", "--cluster-name", "x"]).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ mod cli;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Done) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Refused) => ExitCode::from(2),
         Err(error) => {
             eprintln!("passport: {error:#}");
             ExitCode::FAILURE
