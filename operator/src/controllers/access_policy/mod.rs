@@ -1,3 +1,4 @@
 //! The AccessPolicy controller.
 
 pub mod desired;
+pub mod status;

@@ -1,0 +1,282 @@
+//! An AccessPolicy's status from what its reconcile observed: the conditions (`CloudSynced`,
+//! `Verified` when asked, and `Ready` over them) and the cloud outputs the printer columns read.
+//! Pure: the clock comes in as an argument, and `lastTransitionTime` moves only on a change.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use passport_crds::{
+    AccessPolicy, AccessPolicyStatus,
+    access_policy::{AwsAccessStatus, AzureAccessStatus, GcpAccessStatus},
+    conditions::{self, ConditionType, Reason, State, Status},
+};
+
+use super::desired::{PolicyObject, PolicyPlan};
+use crate::controllers::Refusal;
+
+/// How the cloud side of a reconcile ended.
+#[derive(Clone, Debug)]
+pub enum Sync<'a> {
+    /// The cloud matches `plan`.
+    Synced(&'a PolicyPlan),
+    /// Passport refused to write (a guardrail).
+    Refused(&'a Refusal),
+    /// The cloud call failed; the reason and message come from the error.
+    Failed { reason: Reason, message: String },
+}
+
+/// What a reconcile observed.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub sync: Sync<'a>,
+    /// The result of the token exchange when the policy asks for verification.
+    pub verification: Option<Result<(), String>>,
+    /// The Azure identity's client ID in use, when known.
+    pub azure_client_id: Option<String>,
+}
+
+/// The status the policy should have.
+pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> AccessPolicyStatus {
+    let previous = policy.status.clone().unwrap_or_default();
+    let synced = match &observed.sync {
+        Sync::Synced(_) => State::new(
+            ConditionType::CloudSynced,
+            Status::True,
+            Reason::Reconciled,
+            "the cloud matches the spec",
+        ),
+        Sync::Refused(refusal) => State::new(
+            ConditionType::CloudSynced,
+            Status::False,
+            refusal.reason,
+            refusal.message.clone(),
+        ),
+        Sync::Failed { reason, message } => State::new(
+            ConditionType::CloudSynced,
+            Status::False,
+            *reason,
+            message.clone(),
+        ),
+    };
+    let verified = observed.verification.as_ref().map(|result| match result {
+        Ok(()) => State::new(
+            ConditionType::Verified,
+            Status::True,
+            Reason::Reconciled,
+            "a token exchange with a bound service account worked",
+        ),
+        Err(message) => State::new(
+            ConditionType::Verified,
+            Status::False,
+            Reason::CloudRejected,
+            message.clone(),
+        ),
+    });
+    let ready = match (&synced.status, &verified) {
+        (Status::True, None) => State::new(
+            ConditionType::Ready,
+            Status::True,
+            Reason::Reconciled,
+            "the cloud grants the listed service accounts",
+        ),
+        (Status::True, Some(v)) if v.status == Status::True => State::new(
+            ConditionType::Ready,
+            Status::True,
+            Reason::Reconciled,
+            "the cloud grants the listed service accounts, and a token exchange worked",
+        ),
+        (Status::True, Some(v)) => State::new(
+            ConditionType::Ready,
+            Status::False,
+            v.reason,
+            v.message.clone(),
+        ),
+        _ => State::new(
+            ConditionType::Ready,
+            Status::False,
+            synced.reason,
+            synced.message.clone(),
+        ),
+    };
+    let mut states = vec![ready, synced];
+    states.extend(verified);
+    let mut status = AccessPolicyStatus {
+        conditions: conditions::to_conditions(
+            &states,
+            &previous.conditions,
+            policy.metadata.generation,
+            now.clone(),
+        ),
+        observed_generation: policy.metadata.generation,
+        cloud: policy.spec.cloud().map(|c| c.as_str().to_owned()),
+        bound_service_accounts: Vec::new(),
+        last_sync_time: previous.last_sync_time.clone(),
+        ..AccessPolicyStatus::default()
+    };
+    if let Sync::Synced(plan) = &observed.sync {
+        status.identity = Some(plan.identity.clone());
+        status.bound_service_accounts = policy.spec.service_accounts.clone();
+        status.last_sync_time = Some(now);
+        match &plan.object {
+            PolicyObject::AwsRole(_) | PolicyObject::AwsTrustStatement(_) => {
+                status.aws = Some(AwsAccessStatus {
+                    role_arn: Some(plan.identity.clone()),
+                });
+            }
+            PolicyObject::GcpBinding(_) | PolicyObject::GcpDirect => {
+                status.gcp = Some(GcpAccessStatus {
+                    principals: plan.principals.clone(),
+                });
+            }
+            PolicyObject::AzureCredentials { credentials } => {
+                status.azure = Some(AzureAccessStatus {
+                    federated_credentials: credentials.iter().map(|c| c.name.clone()).collect(),
+                    client_id: observed.azure_client_id.clone(),
+                });
+            }
+            PolicyObject::Oidc => {}
+        }
+    }
+    status
+}
+
+/// Whether writing `next` would change anything a reader sees (status is written only then).
+pub fn changed(previous: Option<&AccessPolicyStatus>, next: &AccessPolicyStatus) -> bool {
+    let Some(previous) = previous else {
+        return true;
+    };
+    let outputs = |s: &AccessPolicyStatus| {
+        (
+            s.observed_generation,
+            s.cloud.clone(),
+            s.identity.clone(),
+            s.bound_service_accounts.clone(),
+            s.aws.clone(),
+            s.gcp.clone(),
+            s.azure.clone(),
+        )
+    };
+    !conditions::same(&previous.conditions, &next.conditions) || outputs(previous) != outputs(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::controllers::access_policy::desired;
+
+    fn at(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(seconds).unwrap_or_default())
+    }
+
+    fn policy() -> AccessPolicy {
+        serde_yaml::from_str(
+            "metadata: {name: api, namespace: payments, generation: 3}\nspec:\n  trustRef: {name: aws-prod}\n  serviceAccounts: [api]\n  aws: {roleName: payments-api}\n",
+        )
+        .unwrap()
+    }
+
+    fn plan() -> PolicyPlan {
+        let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
+            "metadata: {name: aws-prod}\nspec:\n  issuer: {url: https://oidc.example.com}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+        )
+        .unwrap();
+        desired::build(
+            &policy(),
+            &desired::Inputs {
+                cluster: "prod",
+                trust: Some(&trust),
+                namespace_labels: &BTreeMap::new(),
+                discovered_issuer: None,
+                trust_policy_quota: 2048,
+            },
+        )
+        .unwrap()
+    }
+
+    fn condition<'a>(status: &'a AccessPolicyStatus, type_: &str) -> &'a str {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map_or("absent", |c| c.status.as_str())
+    }
+
+    #[test]
+    fn a_synced_policy_is_ready_and_shows_its_role() {
+        let plan = plan();
+        let observed = Observed {
+            sync: Sync::Synced(&plan),
+            verification: None,
+            azure_client_id: None,
+        };
+        let status = compute(&policy(), &observed, at(100));
+        assert_eq!(condition(&status, "Ready"), "True");
+        assert_eq!(condition(&status, "CloudSynced"), "True");
+        assert_eq!(condition(&status, "Verified"), "absent");
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.cloud.as_deref(), Some("aws"));
+        let arn = "arn:aws:iam::123456789012:role/passport/payments-api";
+        assert_eq!(status.identity.as_deref(), Some(arn));
+        assert_eq!(status.aws.unwrap().role_arn.as_deref(), Some(arn));
+        assert_eq!(status.bound_service_accounts, ["api"]);
+    }
+
+    #[test]
+    fn a_refusal_names_its_reason_on_ready_and_cloud_synced() {
+        let refusal = Refusal::new(Reason::NamespaceNotAllowed, "not admitted");
+        let observed = Observed {
+            sync: Sync::Refused(&refusal),
+            verification: None,
+            azure_client_id: None,
+        };
+        let status = compute(&policy(), &observed, at(100));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "False")
+        );
+        assert_eq!(ready.reason, "NamespaceNotAllowed");
+        assert_eq!(status.identity, None);
+    }
+
+    #[test]
+    fn a_failed_verification_keeps_the_policy_from_ready() {
+        let plan = plan();
+        let observed = Observed {
+            sync: Sync::Synced(&plan),
+            verification: Some(Err("AccessDenied: not authorized".to_owned())),
+            azure_client_id: None,
+        };
+        let status = compute(&policy(), &observed, at(100));
+        assert_eq!(condition(&status, "CloudSynced"), "True");
+        assert_eq!(condition(&status, "Verified"), "False");
+        assert_eq!(condition(&status, "Ready"), "False");
+    }
+
+    #[test]
+    fn an_unchanged_outcome_is_not_written_again() {
+        let plan = plan();
+        let observed = Observed {
+            sync: Sync::Synced(&plan),
+            verification: None,
+            azure_client_id: None,
+        };
+        let mut p = policy();
+        let first = compute(&p, &observed, at(100));
+        assert!(changed(None, &first));
+        p.status = Some(first.clone());
+        let second = compute(&p, &observed, at(200));
+        assert!(!changed(Some(&first), &second), "only the sync time moved");
+        assert_eq!(second.conditions[0].last_transition_time, at(100));
+        let failed = Observed {
+            sync: Sync::Failed {
+                reason: Reason::Throttled,
+                message: "slow down".to_owned(),
+            },
+            ..observed
+        };
+        let third = compute(&p, &failed, at(300));
+        assert!(changed(Some(&first), &third));
+        assert_eq!(third.conditions[0].last_transition_time, at(300));
+    }
+}
