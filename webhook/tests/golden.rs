@@ -414,3 +414,125 @@ fn garbage_bodies_are_errors_not_panics() {
     }
     let _ = NS;
 }
+
+fn api_pod(containers: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "p", "namespace": NS },
+        "spec": { "serviceAccountName": "api", "containers": containers },
+    }))
+    .unwrap()
+}
+
+fn env_of(pod: &Pod, container: usize) -> Vec<(String, String)> {
+    pod.spec.as_ref().unwrap().containers[container]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn generated_role_arns_follow_the_trust_path_and_naming_rule() {
+    let b = world()
+        .policy(AccessPolicy::test("api").for_sa("api").aws_generated())
+        .bindings();
+    let m = passport_webhook::mutate(&api_pod(serde_json::json!([{ "name": "app" }])), &b).unwrap();
+    let env = env_of(&m.pod, 0);
+    assert!(
+        env.contains(&(
+            "AWS_ROLE_ARN".to_owned(),
+            "arn:aws:iam::111122223333:role/passport/prod-payments-api".to_owned()
+        )),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn a_pod_the_eks_webhook_already_mutated_keeps_its_identity_and_mount() {
+    let pod = api_pod(serde_json::json!([{
+        "name": "app",
+        "env": [
+            { "name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/old" },
+            { "name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token" },
+        ],
+        "volumeMounts": [{ "name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount" }],
+    }]));
+    let b = world()
+        .policy(AccessPolicy::test("api").for_sa("api").aws_role("new"))
+        .bindings();
+    let m = passport_webhook::mutate(&pod, &b).unwrap();
+    let container = &m.pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        container.volume_mounts.as_ref().unwrap().len(),
+        1,
+        "no second mount at the same path"
+    );
+    let env = env_of(&m.pod, 0);
+    assert!(
+        env.iter().all(|(_, v)| !v.contains("role/passport/new")),
+        "{env:?}"
+    );
+    let trace = m.trace.to_string();
+    assert!(trace.contains("already mounts aws-iam-token"), "{trace}");
+    assert!(trace.contains("already sets AWS_ROLE_ARN"), "{trace}");
+}
+
+#[test]
+fn an_azure_policy_without_a_known_client_id_says_so() {
+    let policy = AccessPolicy::test("blob").for_sa("api").azure(
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i",
+        None,
+    );
+    let m = passport_webhook::mutate(
+        &api_pod(serde_json::json!([{ "name": "app" }])),
+        &world().policy(policy).bindings(),
+    )
+    .unwrap();
+    let env = env_of(&m.pod, 0);
+    assert!(env.iter().all(|(n, _)| n != "AZURE_CLIENT_ID"), "{env:?}");
+    assert!(env.iter().any(|(n, _)| n == "AZURE_TENANT_ID"));
+    assert!(m.trace.to_string().contains("client ID is not known yet"));
+}
+
+#[test]
+fn an_unknown_time_zone_fails_the_schedule_condition() {
+    let policy = AccessPolicy::test("x")
+        .for_sa("api")
+        .aws_role("x")
+        .schedule("Mars/Olympus", &[(&[], "00:00", "23:59")]);
+    let m = passport_webhook::mutate(
+        &api_pod(serde_json::json!([{ "name": "app" }])),
+        &world().policy(policy).bindings(),
+    )
+    .unwrap();
+    assert!(m.applied.is_empty());
+    assert!(
+        m.skipped[0].reason.contains("unknown time zone"),
+        "{:?}",
+        m.skipped
+    );
+}
+
+#[test]
+fn the_trace_serialises_for_the_audit_line() {
+    let b = world()
+        .policy_not_admitted(AccessPolicy::test("api").for_sa("api").aws_role("x"))
+        .bindings();
+    let m = passport_webhook::mutate(&api_pod(serde_json::json!([{ "name": "app" }])), &b).unwrap();
+    let json = serde_json::to_value(&m.trace).unwrap();
+    let trust = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "trust")
+        .unwrap();
+    assert_eq!(trust["outcome"], "fail");
+    assert_eq!(trust["policy"], "payments/api");
+    assert!(
+        trust["message"]
+            .as_str()
+            .unwrap()
+            .contains("namespaceSelector")
+    );
+}
