@@ -124,10 +124,20 @@ pub(crate) fn eks_grant(
             expiration,
             regional,
             region: compat.eks_default_region.clone(),
-            skip_containers: split_list(pod_annotation(pod, eks::SKIP_CONTAINERS), ','),
+            // Filled in by `mutate`, which applies the EKS skip list to every AWS grant.
+            skip_containers: BTreeSet::new(),
         },
         config,
     ))
+}
+
+/// Whether the pod carries `azure.workload.identity/use: "true"`.
+pub(crate) fn azure_labelled(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(azure_wi::USE))
+        .is_some_and(|v| v == "true")
 }
 
 /// The Azure webhook's injection for a pod labelled `azure.workload.identity/use: "true"`.
@@ -138,13 +148,7 @@ pub(crate) fn azure_grant(
     compat: &CompatConfig,
     trace: &mut Trace,
 ) -> Result<Option<Grant>, String> {
-    let labelled = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(azure_wi::USE))
-        .is_some_and(|v| v == "true");
-    if !labelled {
+    if !azure_labelled(pod) {
         return Ok(None);
     }
     if !compat.azure {
@@ -199,6 +203,7 @@ pub(crate) fn azure_grant(
         authority_host: compat.azure_authority_host.clone(),
         audience: compat.azure_audience.clone(),
         expiration,
-        skip_containers: split_list(pod_annotation(pod, azure_wi::SKIP_CONTAINERS), ';'),
+        // Filled in by `mutate`, which applies the Azure skip list to every Azure grant.
+        skip_containers: BTreeSet::new(),
     })))
 }

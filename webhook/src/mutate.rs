@@ -169,6 +169,14 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
             .as_ref()
             .map(|c| conditions::check(c, pod, bindings.now))
             .unwrap_or_default();
+        if results.is_empty() {
+            trace.push(
+                StepKind::Condition,
+                p,
+                Outcome::Info,
+                "no admission conditions",
+            );
+        }
         let mut failed = Vec::new();
         for result in results {
             let outcome = if result.passed {
@@ -305,10 +313,15 @@ fn build_grants(
                 trace.push(StepKind::Decision, p, Outcome::Pass, "injected: an OIDC token");
                 continue;
             }
-            _ if taken.iter().any(|(c, _)| Some(*c) == spec.cloud()) => {
-                let (cloud, by) = taken.iter().find(|(c, _)| Some(*c) == spec.cloud()).map_or(("?".to_owned(), String::new()), |(c, by)| (c.to_string(), by.clone()));
-                trace.push(StepKind::Decision, p, Outcome::Fail, format!(
-                    "not injected: the pod already gets its {cloud} identity from {by}, and SDKs read one per cloud"));
+            _ if let Some((cloud, by)) = taken.iter().find(|(c, _)| Some(*c) == spec.cloud()) => {
+                trace.push(
+                    StepKind::Decision,
+                    p,
+                    Outcome::Fail,
+                    format!(
+                        "not injected: the pod already gets its {cloud} identity from {by}, and SDKs read one per cloud"
+                    ),
+                );
                 continue;
             }
             (Some(access), _, _, _, trust) => trust.aws.as_ref().map(|t| {
@@ -358,53 +371,72 @@ fn build_grants(
         ));
     }
 
-    let sa_annotations = &bindings.service_account_annotations;
-    let has = |cloud| taken.iter().any(|(c, _)| *c == cloud);
-    if has(Cloud::Aws) {
-        if sa_annotations.contains_key(keys::eks::ROLE_ARN) {
-            trace.push(
-                StepKind::Compat,
-                None,
-                Outcome::Info,
-                format!(
-                    "{} on the service account is ignored: an AccessPolicy gives the AWS identity",
-                    keys::eks::ROLE_ARN
-                ),
-            );
-        }
-    } else if let Some(grant) = compat::eks_grant(pod, sa_annotations, config, trace) {
-        grants.push(grant);
-    }
-    let mut azure_trace = Trace::default();
-    match compat::azure_grant(pod, sa_annotations, &config.compat, &mut azure_trace) {
-        Err(message) => {
-            trace.steps.append(&mut azure_trace.steps);
-            trace.push(
-                StepKind::Decision,
-                None,
-                Outcome::Fail,
-                format!("the pod is refused: {message}"),
-            );
-            return Err(Denial {
-                message: format!("Passport refused the pod: {message}"),
-                trace: trace.clone(),
-            });
-        }
-        Ok(Some(_)) if has(Cloud::Azure) => {
-            trace.push(
-                StepKind::Compat,
-                None,
-                Outcome::Info,
-                format!(
-                    "the {} label is ignored: an AccessPolicy gives the Azure identity",
-                    keys::azure_wi::USE
-                ),
-            );
-        }
-        Ok(grant) => {
-            trace.steps.append(&mut azure_trace.steps);
-            grants.extend(grant);
+    let policy_clouds: Vec<Cloud> = taken.iter().map(|(c, _)| *c).collect();
+    grants.extend(compat_grants(pod, &policy_clouds, bindings, trace)?);
+
+    // The old webhooks' skip lists keep working for their cloud whoever grants it, so a pod
+    // moved from an annotation to an AccessPolicy keeps its skipped containers.
+    let eks_skip = compat::split_list(annotation(pod, keys::eks::SKIP_CONTAINERS), ',');
+    let azure_skip = compat::split_list(annotation(pod, keys::azure_wi::SKIP_CONTAINERS), ';');
+    for grant in &mut grants {
+        match grant.cloud {
+            Cloud::Aws => grant.skip_containers.extend(eks_skip.iter().cloned()),
+            Cloud::Azure => grant.skip_containers.extend(azure_skip.iter().cloned()),
+            Cloud::Gcp | Cloud::Oidc => {}
         }
     }
     Ok((grants, applied))
+}
+
+/// The EKS and Azure compatibility grants, for the clouds no AccessPolicy already covers.
+fn compat_grants(
+    pod: &Pod,
+    policy_clouds: &[Cloud],
+    bindings: &Bindings,
+    trace: &mut Trace,
+) -> Result<Vec<Grant>, Denial> {
+    let config = &bindings.config;
+    let sa = &bindings.service_account_annotations;
+    let mut grants = Vec::new();
+    if !policy_clouds.contains(&Cloud::Aws) {
+        grants.extend(compat::eks_grant(pod, sa, config, trace));
+    } else if sa.contains_key(keys::eks::ROLE_ARN) {
+        trace.push(
+            StepKind::Compat,
+            None,
+            Outcome::Info,
+            format!(
+                "{} on the service account is ignored: an AccessPolicy gives the AWS identity",
+                keys::eks::ROLE_ARN
+            ),
+        );
+    }
+    if !policy_clouds.contains(&Cloud::Azure) {
+        match compat::azure_grant(pod, sa, &config.compat, trace) {
+            Ok(grant) => grants.extend(grant),
+            Err(message) => {
+                trace.push(
+                    StepKind::Decision,
+                    None,
+                    Outcome::Fail,
+                    format!("the pod is refused: {message}"),
+                );
+                return Err(Denial {
+                    message: format!("Passport refused the pod: {message}"),
+                    trace: trace.clone(),
+                });
+            }
+        }
+    } else if compat::azure_labelled(pod) {
+        trace.push(
+            StepKind::Compat,
+            None,
+            Outcome::Info,
+            format!(
+                "the {} label is ignored: an AccessPolicy gives the Azure identity",
+                keys::azure_wi::USE
+            ),
+        );
+    }
+    Ok(grants)
 }

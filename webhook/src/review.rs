@@ -4,7 +4,9 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
+};
 
 use crate::mutate::{Denial, SkippedPolicy, mutate, service_account};
 use crate::{Bindings, Trace};
@@ -36,8 +38,10 @@ pub enum ReviewError {
     NoObject,
     #[error("the AdmissionReview request names no namespace")]
     NoNamespace,
+    #[error("serialising the pod: {0}")]
+    Serialize(#[source] serde_json::Error),
     #[error("writing the patch: {0}")]
-    Patch(#[source] serde_json::Error),
+    Patch(#[source] SerializePatchError),
 }
 
 impl ReviewError {
@@ -49,6 +53,7 @@ impl ReviewError {
             Self::NotAPod(_) => "NotAPod",
             Self::NoObject => "NoObject",
             Self::NoNamespace => "NoNamespace",
+            Self::Serialize(_) => "Serialize",
             Self::Patch(_) => "Patch",
         }
     }
@@ -131,15 +136,13 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
             reviewed.decision = Decision::Denied(denial);
         }
         Ok(mutation) => {
-            let before = serde_json::to_value(pod).map_err(ReviewError::Patch)?;
-            let after = serde_json::to_value(&mutation.pod).map_err(ReviewError::Patch)?;
+            let before = serde_json::to_value(pod).map_err(ReviewError::Serialize)?;
+            let after = serde_json::to_value(&mutation.pod).map_err(ReviewError::Serialize)?;
             let patch = json_patch::diff(&before, &after);
             let mut response = if patch.0.is_empty() {
                 response
             } else {
-                response.with_patch(patch).map_err(|e| {
-                    ReviewError::Patch(serde_json::Error::io(std::io::Error::other(e)))
-                })?
+                response.with_patch(patch).map_err(ReviewError::Patch)?
             };
             if !mutation.skipped.is_empty() {
                 response.warnings = Some(

@@ -536,3 +536,24 @@ fn the_trace_serialises_for_the_audit_line() {
             .contains("namespaceSelector")
     );
 }
+
+#[test]
+fn the_eks_skip_list_also_applies_to_an_aws_access_policy() {
+    let mut pod = api_pod(serde_json::json!([{ "name": "app" }, { "name": "istio-proxy" }]));
+    pod.metadata.annotations = Some(
+        [(
+            "eks.amazonaws.com/skip-containers".to_owned(),
+            "istio-proxy".to_owned(),
+        )]
+        .into(),
+    );
+    let b = world()
+        .policy(AccessPolicy::test("api").for_sa("api").aws_role("x"))
+        .bindings();
+    let m = passport_webhook::mutate(&pod, &b).unwrap();
+    assert!(!env_of(&m.pod, 0).is_empty());
+    assert!(
+        env_of(&m.pod, 1).is_empty(),
+        "istio-proxy is skipped for AWS"
+    );
+}
