@@ -1,1 +1,19 @@
-//! Passport's pod mutation webhook. Mutation, AdmissionReview handling and the HTTPS server arrive with the webhook issue.
+//! Passport's pod mutation: `mutate` decides, from a pod and plain-data `Bindings`, which cloud
+//! credentials the pod gets (or why not, in a decision trace), and `review` wraps it in
+//! AdmissionReview JSON. Both are pure; the HTTPS server and the lookups live elsewhere.
+
+pub mod bindings;
+mod compat;
+pub mod conditions;
+pub mod config;
+pub mod grants;
+mod inject;
+pub mod mutate;
+pub mod review;
+pub mod trace;
+
+pub use bindings::{Bindings, EnvSources, PolicyBinding};
+pub use config::{CompatConfig, Config};
+pub use mutate::{Denial, Mutation, SkippedPolicy, mutate, service_account};
+pub use review::{BindingsSource, Decision, ReviewError, Reviewed, review};
+pub use trace::{Outcome, Step, StepKind, Trace};

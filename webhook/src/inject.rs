@@ -1,0 +1,199 @@
+//! Writes grants into a pod: volumes, read-only mounts in every container and init container
+//! (native sidecars included) outside the skip lists, env that never overwrites what a
+//! container already sets, and annotations. Re-applying the same grants changes nothing, which
+//! is what makes `mutate` idempotent under reinvocation.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
+
+use crate::bindings::EnvSources;
+use crate::grants::Grant;
+use crate::trace::{Outcome, StepKind, Trace};
+
+/// What one container already sets, and which of its `envFrom` sources are unknown.
+struct ExistingEnv {
+    names: BTreeSet<String>,
+    unknown_sources: Vec<String>,
+}
+
+fn existing_env(container: &Container, sources: &EnvSources) -> ExistingEnv {
+    let mut names: BTreeSet<String> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    let mut unknown_sources = Vec::new();
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.as_deref().unwrap_or("");
+        let (kind, name, known) = if let Some(cm) = &from.config_map_ref {
+            (
+                "configMap",
+                cm.name.as_str(),
+                sources.config_maps.get(&cm.name),
+            )
+        } else if let Some(secret) = &from.secret_ref {
+            (
+                "secret",
+                secret.name.as_str(),
+                sources.secrets.get(&secret.name),
+            )
+        } else {
+            continue;
+        };
+        match known {
+            Some(keys) => names.extend(keys.iter().map(|k| format!("{prefix}{k}"))),
+            None => unknown_sources.push(format!("{kind} {name}")),
+        }
+    }
+    ExistingEnv {
+        names,
+        unknown_sources,
+    }
+}
+
+/// What happened in one container for one grant.
+#[derive(Default)]
+struct Applied {
+    mounted: Vec<String>,
+    notes: Vec<String>,
+}
+
+fn apply_to_container(
+    container: &mut Container,
+    grant: &Grant,
+    sources: &EnvSources,
+    applied: &mut Applied,
+) {
+    // Lists created here are dropped again if they stay empty; lists the pod had stay.
+    let (had_env, had_mounts) = (container.env.is_some(), container.volume_mounts.is_some());
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    let name = &grant.volume.name;
+    if let Some(other) = mounts
+        .iter()
+        .find(|m| m.mount_path == grant.mount_path && &m.name != name)
+    {
+        // Two mounts at one path make the pod invalid; the container keeps its own (a pod an
+        // older webhook already mutated, or the user's choice).
+        applied.notes.push(format!(
+            "{} already mounts {} at {}, kept",
+            container.name, other.name, grant.mount_path
+        ));
+    } else if !mounts.iter().any(|m| &m.name == name) {
+        mounts.push(VolumeMount {
+            name: name.clone(),
+            mount_path: grant.mount_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        applied.mounted.push(container.name.clone());
+    }
+
+    let existing = existing_env(container, sources);
+    let env = container.env.get_or_insert_with(Vec::new);
+    for group in &grant.env_groups {
+        let set: Vec<&str> = group
+            .iter()
+            .map(|var| var.name.as_str())
+            .filter(|n| existing.names.contains(*n))
+            .collect();
+        if set.is_empty() {
+            env.extend(group.iter().cloned());
+        } else if group.iter().any(|var| {
+            !env.iter()
+                .any(|e| e.name == var.name && e.value == var.value)
+        }) {
+            // Only worth a note when the value is not already ours (reinvocation).
+            let names: Vec<&str> = group.iter().map(|var| var.name.as_str()).collect();
+            applied.notes.push(format!(
+                "{} already sets {}, so {} left as is",
+                container.name,
+                set.join(", "),
+                names.join(", ")
+            ));
+        }
+    }
+    if !existing.unknown_sources.is_empty() {
+        applied.notes.push(format!(
+            "{} reads env from {} whose keys are not known; injected env takes precedence over them",
+            container.name,
+            existing.unknown_sources.join(", ")
+        ));
+    }
+    if !had_env && container.env.as_ref().is_some_and(Vec::is_empty) {
+        container.env = None;
+    }
+    if !had_mounts && container.volume_mounts.as_ref().is_some_and(Vec::is_empty) {
+        container.volume_mounts = None;
+    }
+}
+
+/// Applies `grants` to `pod`; `skip` are the containers `passport.dev/skip-containers` names.
+pub(crate) fn apply(
+    pod: &mut Pod,
+    grants: &[Grant],
+    skip: &BTreeSet<String>,
+    sources: &EnvSources,
+    trace: &mut Trace,
+) {
+    for grant in grants {
+        let mut applied = Applied::default();
+        let mut skipped = Vec::new();
+        if let Some(spec) = pod.spec.as_mut() {
+            let volumes = spec.volumes.get_or_insert_with(Vec::new);
+            // The names are Passport's own (`passport-` prefix): one already there is ours from
+            // an earlier invocation and is brought up to date.
+            match volumes.iter_mut().find(|v| v.name == grant.volume.name) {
+                Some(volume) => *volume = grant.volume.clone(),
+                None => volumes.push(grant.volume.clone()),
+            }
+            let containers = spec
+                .init_containers
+                .iter_mut()
+                .flatten()
+                .chain(spec.containers.iter_mut());
+            for container in containers {
+                if skip.contains(&container.name) || grant.skip_containers.contains(&container.name)
+                {
+                    skipped.push(container.name.clone());
+                } else {
+                    apply_to_container(container, grant, sources, &mut applied);
+                }
+            }
+        }
+        if !grant.annotations.is_empty() {
+            let annotations = pod
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            for (key, value) in &grant.annotations {
+                annotations.insert(key.clone(), value.clone());
+            }
+        }
+        let env_names: Vec<&str> = grant
+            .env_groups
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        let mut message = format!(
+            "{} from {}: volume {} at {}, env {}",
+            grant.cloud,
+            grant.source,
+            grant.volume.name,
+            grant.mount_path,
+            env_names.join(", ")
+        );
+        if !applied.mounted.is_empty() {
+            message.push_str(&format!("; mounted in {}", applied.mounted.join(", ")));
+        }
+        if !skipped.is_empty() {
+            message.push_str(&format!("; skipped containers {}", skipped.join(", ")));
+        }
+        trace.push(StepKind::Inject, None, Outcome::Info, message);
+        for note in applied.notes {
+            trace.push(StepKind::Inject, None, Outcome::Info, note);
+        }
+    }
+}

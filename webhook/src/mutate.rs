@@ -1,0 +1,442 @@
+//! `mutate`: pod + bindings -> the mutated pod and its decision trace, or a denial. Pure,
+//! synchronous and idempotent (`mutate(mutate(p)) == mutate(p)`); the only inputs are its
+//! arguments. Model: the EKS webhook's handler, with patch building apart from HTTP.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
+use passport_crds::access_policy::Enforcement;
+use passport_crds::keys;
+use passport_crds::{AccessPolicy, Cloud, FederatedTrust};
+use serde::Serialize;
+
+use crate::bindings::{Bindings, PolicyBinding};
+use crate::compat;
+use crate::conditions;
+use crate::grants::{self, AwsGrant, Grant, OidcToken};
+use crate::inject;
+use crate::trace::{Outcome, StepKind, Trace};
+
+/// An admitted pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mutation {
+    /// The pod with Passport's injection (equal to the input when nothing applies).
+    pub pod: Pod,
+    /// `namespace/name` of the policies whose credentials the pod got.
+    pub applied: Vec<String>,
+    /// Policies whose conditions failed under `enforcement: Skip` (each a Warning event).
+    pub skipped: Vec<SkippedPolicy>,
+    pub trace: Trace,
+}
+
+/// A policy left out because its conditions failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SkippedPolicy {
+    pub policy: String,
+    pub reason: String,
+}
+
+/// A refused pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// Shown to whoever created the pod: names each policy and the condition that failed.
+    pub message: String,
+    pub trace: Trace,
+}
+
+/// The pod's service account; an empty name means `default`, as for the API server.
+pub fn service_account(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| {
+            s.service_account_name
+                .as_deref()
+                .or(s.service_account.as_deref())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or("default")
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+/// A policy that passed every check, with its trust.
+struct Admitted<'a> {
+    key: String,
+    policy: &'a AccessPolicy,
+    trust: &'a FederatedTrust,
+}
+
+/// Decides what `pod` gets from `bindings` and returns the mutated pod.
+pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
+    let mut trace = Trace::default();
+    let ns = bindings.namespace.as_str();
+    let sa = service_account(pod);
+    let unchanged = |trace: Trace| Mutation {
+        pod: pod.clone(),
+        applied: Vec::new(),
+        skipped: Vec::new(),
+        trace,
+    };
+
+    if annotation(pod, keys::INJECT) == Some("false") {
+        trace.push(
+            StepKind::Pod,
+            None,
+            Outcome::Info,
+            format!(
+                "the pod opts out with {}: \"false\"; nothing injected",
+                keys::INJECT
+            ),
+        );
+        return Ok(unchanged(trace));
+    }
+
+    let mut named: Vec<&PolicyBinding> = bindings
+        .policies
+        .iter()
+        .filter(|b| b.policy.spec.service_accounts.iter().any(|s| s == sa))
+        .collect();
+    named.sort_by_key(|b| b.policy.name_any());
+    if named.is_empty() {
+        trace.push(
+            StepKind::Policy,
+            None,
+            Outcome::Info,
+            format!("no AccessPolicy in namespace {ns} names service account {sa}"),
+        );
+    }
+
+    let mut admitted = Vec::new();
+    let mut skipped = Vec::new();
+    let mut rejections = Vec::new();
+    for binding in named {
+        let key = format!("{ns}/{}", binding.policy.name_any());
+        let p = Some(key.as_str());
+        trace.push(
+            StepKind::Policy,
+            p,
+            Outcome::Pass,
+            format!("names service account {sa}"),
+        );
+        let trust_name = &binding.policy.spec.trust_ref.name;
+        let Some(trust) = &binding.trust else {
+            trace.push(
+                StepKind::Trust,
+                p,
+                Outcome::Fail,
+                format!("FederatedTrust {trust_name} does not exist: not injected"),
+            );
+            continue;
+        };
+        let (policy_cloud, trust_cloud) = (binding.policy.spec.cloud(), trust.spec.cloud());
+        if policy_cloud.is_none() || policy_cloud != trust_cloud {
+            let show = |c: Option<Cloud>| c.map_or("no single cloud".to_owned(), |c| c.to_string());
+            trace.push(
+                StepKind::Trust,
+                p,
+                Outcome::Fail,
+                format!(
+                    "the policy is for {} but FederatedTrust {trust_name} is for {}: not injected",
+                    show(policy_cloud),
+                    show(trust_cloud)
+                ),
+            );
+            continue;
+        }
+        if !binding.trust_admits_namespace {
+            trace.push(StepKind::Trust, p, Outcome::Fail, format!(
+                "FederatedTrust {trust_name}'s namespaceSelector does not select namespace {ns}: not injected"));
+            continue;
+        }
+        trace.push(
+            StepKind::Trust,
+            p,
+            Outcome::Pass,
+            format!("FederatedTrust {trust_name} admits namespace {ns}"),
+        );
+
+        let results = binding
+            .policy
+            .spec
+            .conditions
+            .as_ref()
+            .map(|c| conditions::check(c, pod, bindings.now))
+            .unwrap_or_default();
+        if results.is_empty() {
+            trace.push(
+                StepKind::Condition,
+                p,
+                Outcome::Info,
+                "no admission conditions",
+            );
+        }
+        let mut failed = Vec::new();
+        for result in results {
+            let outcome = if result.passed {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            };
+            trace.push(
+                StepKind::Condition,
+                p,
+                outcome,
+                format!("{}: {}", result.kind.as_str(), result.message),
+            );
+            if !result.passed {
+                failed.push(format!(
+                    "condition {} failed: {}",
+                    result.kind.as_str(),
+                    result.message
+                ));
+            }
+        }
+        if failed.is_empty() {
+            admitted.push(Admitted {
+                key,
+                policy: &binding.policy,
+                trust,
+            });
+            continue;
+        }
+        match binding.policy.spec.enforcement {
+            Enforcement::Skip => {
+                trace.push(StepKind::Decision, p, Outcome::Fail, "not injected (enforcement: Skip): the pod is admitted without this policy's credentials");
+                skipped.push(SkippedPolicy {
+                    policy: key,
+                    reason: failed.join("; "),
+                });
+            }
+            Enforcement::Reject => {
+                trace.push(
+                    StepKind::Decision,
+                    p,
+                    Outcome::Fail,
+                    "the pod is refused (enforcement: Reject)",
+                );
+                rejections.push(format!("AccessPolicy {key}: {}", failed.join("; ")));
+            }
+        }
+    }
+    if !rejections.is_empty() {
+        return Err(Denial {
+            message: format!("Passport refused the pod: {}", rejections.join("; ")),
+            trace,
+        });
+    }
+
+    let (grants, applied) = build_grants(pod, &admitted, bindings, &mut trace)?;
+    if grants.is_empty() {
+        trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
+        return Ok(Mutation {
+            pod: pod.clone(),
+            applied,
+            skipped,
+            trace,
+        });
+    }
+    let mut out = pod.clone();
+    let skip = compat::split_list(annotation(pod, keys::SKIP_CONTAINERS), ',');
+    if !skip.is_empty() {
+        let names: Vec<&str> = skip.iter().map(String::as_str).collect();
+        trace.push(
+            StepKind::Pod,
+            None,
+            Outcome::Info,
+            format!("{} names {}", keys::SKIP_CONTAINERS, names.join(", ")),
+        );
+    }
+    inject::apply(&mut out, &grants, &skip, &bindings.env_sources, &mut trace);
+    if !applied.is_empty() {
+        out.annotations_mut()
+            .insert(keys::INJECTED.to_owned(), applied.join(","));
+    }
+    trace.push(
+        StepKind::Decision,
+        None,
+        Outcome::Pass,
+        format!(
+            "injected {}",
+            grants
+                .iter()
+                .map(|g| format!("{} ({})", g.cloud, g.source))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Ok(Mutation {
+        pod: out,
+        applied,
+        skipped,
+        trace,
+    })
+}
+
+/// One grant per cloud (the first policy by name wins; an SDK reads one identity per cloud
+/// from env), all OIDC policies together, then the compatibility annotations for clouds no
+/// policy covers.
+fn build_grants(
+    pod: &Pod,
+    admitted: &[Admitted<'_>],
+    bindings: &Bindings,
+    trace: &mut Trace,
+) -> Result<(Vec<Grant>, Vec<String>), Denial> {
+    let config = &bindings.config;
+    let ns = bindings.namespace.as_str();
+    let mut grants: Vec<Grant> = Vec::new();
+    let mut applied = Vec::new();
+    let mut taken: Vec<(Cloud, String)> = Vec::new();
+    let mut oidc = Vec::new();
+    let mut oidc_sources = Vec::new();
+    for a in admitted {
+        let p = Some(a.key.as_str());
+        let spec = &a.policy.spec;
+        let expiration = spec.token.expiration_seconds;
+        let audience = spec.token.audience.as_deref();
+        let source = format!("policy {}", a.key);
+        let grant = match (&spec.aws, &spec.gcp, &spec.azure, &spec.oidc, &a.trust.spec) {
+            (_, _, _, Some(access), _) => {
+                oidc.push(OidcToken {
+                    policy: a.policy.name_any(),
+                    audience: audience.unwrap_or(&access.audience).to_owned(),
+                    expiration,
+                });
+                oidc_sources.push(a.key.clone());
+                applied.push(a.key.clone());
+                trace.push(StepKind::Decision, p, Outcome::Pass, "injected: an OIDC token");
+                continue;
+            }
+            _ if let Some((cloud, by)) = taken.iter().find(|(c, _)| Some(*c) == spec.cloud()) => {
+                trace.push(
+                    StepKind::Decision,
+                    p,
+                    Outcome::Fail,
+                    format!(
+                        "not injected: the pod already gets its {cloud} identity from {by}, and SDKs read one per cloud"
+                    ),
+                );
+                continue;
+            }
+            (Some(access), _, _, _, trust) => trust.aws.as_ref().map(|t| {
+                grants::aws(AwsGrant {
+                    source,
+                    role_arn: grants::aws_role_arn(access, t, config, ns, &a.policy.name_any()),
+                    audience: audience.unwrap_or(&t.audience).to_owned(),
+                    expiration,
+                    regional: access.sts_regional_endpoints,
+                    region: access.region.clone(),
+                    skip_containers: BTreeSet::new(),
+                }, config)
+            }),
+            (_, Some(access), _, _, trust) => match trust.gcp.as_ref().map(|t| grants::gcp(source, access, t, audience, expiration, config)) {
+                Some(Ok(grant)) => Some(grant),
+                Some(Err(e)) => {
+                    trace.push(StepKind::Decision, p, Outcome::Fail, format!("not injected: the credential configuration could not be written: {e}"));
+                    None
+                }
+                None => None,
+            },
+            (_, _, Some(access), _, trust) => trust.azure.as_ref().map(|t| {
+                let status = a.policy.status.as_ref().and_then(|s| s.azure.as_ref()).and_then(|s| s.client_id.as_deref());
+                if access.client_id.is_none() && status.is_none() {
+                    trace.push(StepKind::Inject, p, Outcome::Fail, "the identity's client ID is not known yet (neither spec.azure.clientId nor status): AZURE_CLIENT_ID left out");
+                }
+                grants::azure_from_policy(source, access, status, t, audience, expiration, config)
+            }),
+            _ => None,
+        };
+        if let Some(grant) = grant {
+            trace.push(
+                StepKind::Decision,
+                p,
+                Outcome::Pass,
+                format!("injected: {} credentials", grant.cloud),
+            );
+            taken.push((grant.cloud, format!("policy {}", a.key)));
+            applied.push(a.key.clone());
+            grants.push(grant);
+        }
+    }
+    if !oidc.is_empty() {
+        grants.push(grants::oidc(
+            &oidc,
+            format!("policies {}", oidc_sources.join(", ")),
+        ));
+    }
+
+    let policy_clouds: Vec<Cloud> = taken.iter().map(|(c, _)| *c).collect();
+    grants.extend(compat_grants(pod, &policy_clouds, bindings, trace)?);
+
+    // The old webhooks' skip lists keep working for their cloud whoever grants it, so a pod
+    // moved from an annotation to an AccessPolicy keeps its skipped containers.
+    let eks_skip = compat::split_list(annotation(pod, keys::eks::SKIP_CONTAINERS), ',');
+    let azure_skip = compat::split_list(annotation(pod, keys::azure_wi::SKIP_CONTAINERS), ';');
+    for grant in &mut grants {
+        match grant.cloud {
+            Cloud::Aws => grant.skip_containers.extend(eks_skip.iter().cloned()),
+            Cloud::Azure => grant.skip_containers.extend(azure_skip.iter().cloned()),
+            Cloud::Gcp | Cloud::Oidc => {}
+        }
+    }
+    Ok((grants, applied))
+}
+
+/// The EKS and Azure compatibility grants, for the clouds no AccessPolicy already covers.
+fn compat_grants(
+    pod: &Pod,
+    policy_clouds: &[Cloud],
+    bindings: &Bindings,
+    trace: &mut Trace,
+) -> Result<Vec<Grant>, Denial> {
+    let config = &bindings.config;
+    let sa = &bindings.service_account_annotations;
+    let mut grants = Vec::new();
+    if !policy_clouds.contains(&Cloud::Aws) {
+        grants.extend(compat::eks_grant(pod, sa, config, trace));
+    } else if sa.contains_key(keys::eks::ROLE_ARN) {
+        trace.push(
+            StepKind::Compat,
+            None,
+            Outcome::Info,
+            format!(
+                "{} on the service account is ignored: an AccessPolicy gives the AWS identity",
+                keys::eks::ROLE_ARN
+            ),
+        );
+    }
+    if !policy_clouds.contains(&Cloud::Azure) {
+        match compat::azure_grant(pod, sa, &config.compat, trace) {
+            Ok(grant) => grants.extend(grant),
+            Err(message) => {
+                trace.push(
+                    StepKind::Decision,
+                    None,
+                    Outcome::Fail,
+                    format!("the pod is refused: {message}"),
+                );
+                return Err(Denial {
+                    message: format!("Passport refused the pod: {message}"),
+                    trace: trace.clone(),
+                });
+            }
+        }
+    } else if compat::azure_labelled(pod) {
+        trace.push(
+            StepKind::Compat,
+            None,
+            Outcome::Info,
+            format!(
+                "the {} label is ignored: an AccessPolicy gives the Azure identity",
+                keys::azure_wi::USE
+            ),
+        );
+    }
+    Ok(grants)
+}

@@ -1,0 +1,170 @@
+//! `review`: AdmissionReview JSON in, AdmissionReview out, around `mutate`. Pure like it: the
+//! caller passes a `BindingsSource` that answers from memory. Malformed input is a
+//! `ReviewError` the server maps to HTTP 400, never a panic.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
+};
+
+use crate::mutate::{Denial, SkippedPolicy, mutate, service_account};
+use crate::{Bindings, Trace};
+
+/// Looks up the bindings of one pod; the server answers from its reflector stores.
+pub trait BindingsSource {
+    fn bindings(&self, namespace: &str, service_account: &str, pod: &Pod) -> Bindings;
+}
+
+impl<F> BindingsSource for F
+where
+    F: Fn(&str, &str, &Pod) -> Bindings,
+{
+    fn bindings(&self, namespace: &str, service_account: &str, pod: &Pod) -> Bindings {
+        self(namespace, service_account, pod)
+    }
+}
+
+/// Why a body is not a reviewable pod admission.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not an AdmissionReview: {0}")]
+    Parse(#[source] serde_json::Error),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the AdmissionReview is for {0}, not a v1 Pod")]
+    NotAPod(String),
+    #[error("the AdmissionReview request has no object")]
+    NoObject,
+    #[error("the AdmissionReview request names no namespace")]
+    NoNamespace,
+    #[error("serialising the pod: {0}")]
+    Serialize(#[source] serde_json::Error),
+    #[error("writing the patch: {0}")]
+    Patch(#[source] SerializePatchError),
+}
+
+impl ReviewError {
+    /// A stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Parse(_) => "Parse",
+            Self::NoRequest => "NoRequest",
+            Self::NotAPod(_) => "NotAPod",
+            Self::NoObject => "NoObject",
+            Self::NoNamespace => "NoNamespace",
+            Self::Serialize(_) => "Serialize",
+            Self::Patch(_) => "Patch",
+        }
+    }
+}
+
+/// What was decided, for the audit line and the Warning events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Not a CREATE: admitted untouched.
+    Ignored {
+        operation: String,
+    },
+    Admitted {
+        applied: Vec<String>,
+        skipped: Vec<SkippedPolicy>,
+        trace: Trace,
+    },
+    Denied(Denial),
+}
+
+/// The response and what led to it.
+#[derive(Clone, Debug)]
+pub struct Reviewed {
+    pub review: AdmissionReview<DynamicObject>,
+    pub decision: Decision,
+    pub uid: String,
+    pub namespace: String,
+    /// The pod's name, or `<generateName>*` when the API server has not named it yet.
+    pub pod: String,
+    pub service_account: String,
+}
+
+fn pod_display_name(pod: &Pod) -> String {
+    match (&pod.metadata.name, &pod.metadata.generate_name) {
+        (Some(name), _) if !name.is_empty() => name.clone(),
+        (_, Some(prefix)) => format!("{prefix}*"),
+        _ => String::new(),
+    }
+}
+
+/// Parses `body`, decides with `mutate`, and builds the response AdmissionReview (UID echoed,
+/// JSON patch from `json_patch::diff`, warnings for policies skipped by their conditions).
+pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, ReviewError> {
+    let parsed: AdmissionReview<Pod> = serde_json::from_slice(body).map_err(ReviewError::Parse)?;
+    let request: AdmissionRequest<Pod> = parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
+    if request.kind.kind != "Pod" || !request.kind.group.is_empty() || request.kind.version != "v1"
+    {
+        let gvk = &request.kind;
+        return Err(ReviewError::NotAPod(format!(
+            "{}/{} {}",
+            gvk.group, gvk.version, gvk.kind
+        )));
+    }
+    let response = AdmissionResponse::from(&request);
+    let pod = request.object.as_ref().ok_or(ReviewError::NoObject)?;
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| pod.metadata.namespace.clone())
+        .filter(|ns| !ns.is_empty())
+        .ok_or(ReviewError::NoNamespace)?;
+    let sa = service_account(pod).to_owned();
+    let mut reviewed = Reviewed {
+        review: response.clone().into_review(),
+        decision: Decision::Ignored {
+            operation: format!("{:?}", request.operation),
+        },
+        uid: request.uid.clone(),
+        namespace,
+        pod: pod_display_name(pod),
+        service_account: sa,
+    };
+    if request.operation != Operation::Create {
+        return Ok(reviewed);
+    }
+    let bindings = source.bindings(&reviewed.namespace, &reviewed.service_account, pod);
+    match mutate(pod, &bindings) {
+        Err(denial) => {
+            reviewed.review = response.deny(&denial.message).into_review();
+            reviewed.decision = Decision::Denied(denial);
+        }
+        Ok(mutation) => {
+            let before = serde_json::to_value(pod).map_err(ReviewError::Serialize)?;
+            let after = serde_json::to_value(&mutation.pod).map_err(ReviewError::Serialize)?;
+            let patch = json_patch::diff(&before, &after);
+            let mut response = if patch.0.is_empty() {
+                response
+            } else {
+                response.with_patch(patch).map_err(ReviewError::Patch)?
+            };
+            if !mutation.skipped.is_empty() {
+                response.warnings = Some(
+                    mutation
+                        .skipped
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "Passport: no credentials from AccessPolicy {}: {}",
+                                s.policy, s.reason
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            reviewed.review = response.into_review();
+            reviewed.decision = Decision::Admitted {
+                applied: mutation.applied,
+                skipped: mutation.skipped,
+                trace: mutation.trace,
+            };
+        }
+    }
+    Ok(reviewed)
+}
