@@ -7,26 +7,49 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Whether `labels` satisfy `selector`, with Kubernetes semantics: `{}` selects everything,
-/// every `matchLabels` entry and every `matchExpressions` requirement must hold. An operator
-/// other than In, NotIn, Exists and DoesNotExist selects nothing (the API server refuses it).
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector
+/// every `matchLabels` pair and every `matchExpressions` requirement must hold. A malformed
+/// requirement (an unknown operator, `In` without values, `Exists` with values, all of which
+/// the API server refuses) is an error that says what is wrong.
+pub fn evaluate_selector(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    let pairs_match = selector
         .match_labels
         .iter()
         .flatten()
         .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|req| {
-        let values = req.values.as_deref().unwrap_or_default();
-        let value = labels.get(&req.key);
-        match req.operator.as_str() {
+    let mut exprs_match = true;
+    for expr in selector.match_expressions.iter().flatten() {
+        let values = expr.values.as_deref().unwrap_or_default();
+        let value = labels.get(&expr.key);
+        let holds = match expr.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(format!(
+                    "operator {} on key {} needs values",
+                    expr.operator, expr.key
+                ));
+            }
             "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "NotIn" => !value.is_some_and(|v| values.contains(v)),
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(format!(
+                    "operator {} on key {} takes no values",
+                    expr.operator, expr.key
+                ));
+            }
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
+            other => return Err(format!("unknown operator {other:?} on key {}", expr.key)),
+        };
+        exprs_match &= holds;
+    }
+    Ok(pairs_match && exprs_match)
+}
+
+/// [`evaluate_selector`], where a malformed selector selects nothing.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    evaluate_selector(selector, labels).unwrap_or(false)
 }
 
 /// Whether an optional selector admits `labels`: absent selects nothing (a FederatedTrust with no
@@ -136,6 +159,24 @@ mod tests {
         };
         assert!(selector_matches(&exists, &labels(&[("team", "x")])));
         assert!(!selector_matches(&exists, &labels(&[])));
+    }
+
+    #[test]
+    fn malformed_requirements_are_errors_and_select_nothing() {
+        let selector = |op: &str, values: Option<Vec<&str>>| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".to_owned(),
+                operator: op.to_owned(),
+                values: values.map(|v| v.into_iter().map(str::to_owned).collect()),
+            }]),
+            match_labels: None,
+        };
+        let web = labels(&[("tier", "web")]);
+        assert!(evaluate_selector(&selector("In", None), &web).is_err());
+        assert!(evaluate_selector(&selector("Exists", Some(vec!["x"])), &web).is_err());
+        let unknown = evaluate_selector(&selector("Near", None), &web).unwrap_err();
+        assert!(unknown.contains("Near"), "{unknown}");
+        assert!(!selector_matches(&selector("Near", None), &web));
     }
 
     #[test]

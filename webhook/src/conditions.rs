@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use jiff::civil::{Time, Weekday as JiffWeekday};
 use jiff::tz::TimeZoneDatabase;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use passport_crds::access_policy::{
     AccessConditions, ImageConditions, Schedule, TimeWindow, Weekday,
 };
@@ -56,7 +55,8 @@ pub fn check(
     }
     if let Some(selector) = &conditions.pod_selector {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let (passed, message) = match selector_matches(selector, &labels) {
+        let (passed, message) = match passport_crds::matching::evaluate_selector(selector, &labels)
+        {
             Ok(true) => (true, "the pod's labels match podSelector".to_owned()),
             Ok(false) => (
                 false,
@@ -159,45 +159,6 @@ fn has_digest(image: &str) -> bool {
     image
         .rsplit_once("@sha256:")
         .is_some_and(|(_, hex)| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// Kubernetes label-selector semantics: every `matchLabels` pair and every
-/// `matchExpressions` requirement must hold; an empty selector matches everything.
-pub fn selector_matches(
-    selector: &LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> Result<bool, String> {
-    let pairs_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let mut exprs_match = true;
-    for expr in selector.match_expressions.iter().flatten() {
-        let values = expr.values.as_deref().unwrap_or_default();
-        let value = labels.get(&expr.key);
-        let holds = match expr.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key {} needs values",
-                    expr.operator, expr.key
-                ));
-            }
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => !value.is_some_and(|v| values.contains(v)),
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                return Err(format!(
-                    "operator {} on key {} takes no values",
-                    expr.operator, expr.key
-                ));
-            }
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            other => return Err(format!("unknown operator {other:?} on key {}", expr.key)),
-        };
-        exprs_match &= holds;
-    }
-    Ok(pairs_match && exprs_match)
 }
 
 fn check_schedule(schedule: &Schedule, now: jiff::Timestamp) -> (bool, String) {
@@ -363,40 +324,5 @@ mod tests {
         assert!(has_digest(&format!("r.io/app:1.2@sha256:{hex}")));
         assert!(!has_digest("r.io/app@sha256:abc"));
         assert!(!has_digest("r.io/app:latest"));
-    }
-
-    #[test]
-    fn selector_expressions_follow_kubernetes_semantics() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-        let labels: BTreeMap<String, String> = [("tier".to_owned(), "web".to_owned())]
-            .into_iter()
-            .collect();
-        let req = |op: &str, values: Option<Vec<&str>>| LabelSelector {
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "tier".to_owned(),
-                operator: op.to_owned(),
-                values: values.map(|v| v.into_iter().map(str::to_owned).collect()),
-            }]),
-            match_labels: None,
-        };
-        assert_eq!(
-            selector_matches(&req("In", Some(vec!["web", "api"])), &labels),
-            Ok(true)
-        );
-        assert_eq!(
-            selector_matches(&req("NotIn", Some(vec!["web"])), &labels),
-            Ok(false)
-        );
-        assert_eq!(selector_matches(&req("Exists", None), &labels), Ok(true));
-        assert_eq!(
-            selector_matches(&req("DoesNotExist", None), &labels),
-            Ok(false)
-        );
-        assert!(selector_matches(&req("In", None), &labels).is_err());
-        assert!(selector_matches(&req("Near", None), &labels).is_err());
-        assert_eq!(
-            selector_matches(&LabelSelector::default(), &BTreeMap::new()),
-            Ok(true)
-        );
     }
 }
