@@ -407,7 +407,6 @@ async fn the_21st_credential_is_a_limit_that_says_what_to_do() {
 async fn concurrent_ensures_on_one_identity_are_serialised() {
     // 50 ms per write: unserialised writes would overlap and get 409.
     let env = env(Duration::from_millis(50)).await;
-    env.warm_token().await;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..10 {
         let provider = env.provider.clone();
@@ -423,6 +422,8 @@ async fn concurrent_ensures_on_one_identity_are_serialised() {
     assert_eq!(env.stored().len(), 10);
     // Exactly one PUT each: no write was refused with 409 and retried.
     assert_eq!(env.calls.operation(Cloud::Azure, PUT), 10);
+    // The ten callers waited for one token request.
+    assert_eq!(env.calls.operation(Cloud::Azure, "GetToken"), 1);
 }
 
 #[tokio::test]
