@@ -24,6 +24,10 @@ pub const AZURE_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
 pub const AZURE_RESOURCE_GROUP: &str = "apps";
 pub const AZURE_IDENTITY: &str = "checkout-mi";
 pub const AZURE_CLIENT_ID: &str = "6c2a5d7e-1f3b-4a8c-9d0e-2b4f6a8c0e1d";
+/// The service principal the operator itself signs in as (client credentials), exported in
+/// `stack.env` as `AZURE_CLIENT_ID` / `AZURE_CLIENT_SECRET`.
+pub const AZURE_OPERATOR_CLIENT_ID: &str = "9a1f3c5e-7b2d-4e6f-8a0c-1d3e5f7a9b2c";
+pub const AZURE_OPERATOR_CLIENT_SECRET: &str = "passport-operator-stack-secret";
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -88,9 +92,17 @@ impl Stack {
             AZURE_TENANT_ID,
         );
         identity.client_id = AZURE_CLIENT_ID.to_owned();
-        let azure = AzureFake::start(AzureOptions::new(ca.clone()).identity(identity))
-            .await
-            .context("starting the Azure emulator")?;
+        let azure = AzureFake::start(
+            AzureOptions::new(ca.clone())
+                .identity(identity)
+                .service_principal(
+                    AZURE_TENANT_ID,
+                    AZURE_OPERATOR_CLIENT_ID,
+                    AZURE_OPERATOR_CLIENT_SECRET,
+                ),
+        )
+        .await
+        .context("starting the Azure emulator")?;
         let stack = Self {
             ca,
             apiserver,
@@ -155,6 +167,13 @@ impl Stack {
             ("PASSPORT_STACK_AZURE_ARM", self.azure.arm_url()),
             ("AZURE_AUTHORITY_HOST", self.azure.authority_url()),
             ("AZURE_TENANT_ID", AZURE_TENANT_ID.to_owned()),
+            // What the operator's Azure provider reads: its own service principal and ARM.
+            ("AZURE_CLIENT_ID", AZURE_OPERATOR_CLIENT_ID.to_owned()),
+            (
+                "AZURE_CLIENT_SECRET",
+                AZURE_OPERATOR_CLIENT_SECRET.to_owned(),
+            ),
+            ("PASSPORT_AZURE_ARM_ENDPOINT", self.azure.arm_url()),
         ]);
         env
     }

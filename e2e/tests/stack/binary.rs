@@ -76,6 +76,10 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
         "PASSPORT_STACK_GCP",
         "PASSPORT_STACK_AZURE_ARM",
         "AZURE_AUTHORITY_HOST",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "PASSPORT_AZURE_ARM_ENDPOINT",
     ] {
         assert!(
             env.contains_key(key),
@@ -124,6 +128,34 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(identity.status(), 401, "ARM wants a bearer token");
+    // The operator's service principal from stack.env signs in and reads the seeded identity.
+    let token: serde_json::Value = http
+        .post(format!(
+            "{}{}/oauth2/v2.0/token",
+            env["AZURE_AUTHORITY_HOST"], env["AZURE_TENANT_ID"]
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", env["AZURE_CLIENT_ID"].as_str()),
+            ("client_secret", env["AZURE_CLIENT_SECRET"].as_str()),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let identity = http
+        .get(format!(
+            "{}/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/apps/providers/Microsoft.ManagedIdentity/userAssignedIdentities/checkout-mi?api-version=2023-01-31",
+            env["PASSPORT_AZURE_ARM_ENDPOINT"]
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(identity.status(), 200, "{token}");
     let discovery = http
         .get(format!(
             "{}/.well-known/openid-configuration",
