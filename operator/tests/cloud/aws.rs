@@ -674,3 +674,67 @@ async fn a_role_held_by_an_instance_profile_is_reported_not_retried() {
     );
     assert!(error.message.contains("legacy-ec2"), "{}", error.message);
 }
+
+/// Set in the child process of [`stack_env_is_all_the_aws_provider_needs`].
+const CHILD: &str = "PASSPORT_TEST_STACK_ENV_CHILD";
+
+#[derive(clap::Parser)]
+struct EnvOnly {
+    #[command(flatten)]
+    cloud: CloudConfig,
+}
+
+/// The contract with the local stack: a process whose environment is only `stack.env` (plus
+/// PATH and HOME) builds the AWS provider from the standard chain and manages IAM. The check runs
+/// in a child process, since a test cannot safely change its own environment.
+#[tokio::test]
+async fn stack_env_is_all_the_aws_provider_needs() {
+    use clap::Parser as _;
+    if std::env::var_os(CHILD).is_some() {
+        passport_e2e::tls::install_crypto_provider();
+        let config = EnvOnly::parse_from(["passport"]).cloud;
+        let provider = AwsProvider::from_env(&config, Calls::default())
+            .await
+            .unwrap();
+        let intent = OidcProviderIntent {
+            account_id: aws::ACCOUNT_ID.to_owned(),
+            partition: "aws".to_owned(),
+            issuer: std::env::var("PASSPORT_STACK_ISSUER").unwrap(),
+            audience: AUD.to_owned(),
+            owner: trust_owner(),
+            tags: BTreeMap::new(),
+        };
+        let ensured = provider.ensure_oidc_provider(&intent).await.unwrap();
+        assert_eq!(ensured.change, Change::Created);
+        return;
+    }
+    let stack = passport_e2e::stack::Stack::start(passport_e2e::stack::StackConfig::default())
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", "aws::stack_env_is_all_the_aws_provider_needs"])
+        .env_clear()
+        .env(CHILD, "1");
+    for key in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(key) {
+            child.env(key, value);
+        }
+    }
+    // Exactly what `set -a; . stack.env; set +a` exports.
+    let env_file = std::fs::read_to_string(stack.dir().join("stack.env")).unwrap();
+    for line in env_file.lines() {
+        let (key, value) = line.split_once('=').unwrap();
+        child.env(key, value);
+    }
+    let output = tokio::task::spawn_blocking(move || child.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
