@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use passport_operator::plan;
+use passport_operator::{offline, plan};
 
 /// Passport: pods use AWS, Google Cloud and Azure with no static keys.
 #[derive(Debug, Parser)]
@@ -53,6 +53,29 @@ pub enum Command {
         /// Exit with status 2 when any resource would be refused.
         #[arg(long)]
         fail_on_refusal: bool,
+    },
+    /// Decide one pod admission offline, as the webhook would: prints the response
+    /// AdmissionReview, or with --explain every step of the decision in plain words.
+    Mutate {
+        /// YAML files or folders with the AccessPolicies, FederatedTrusts, Namespaces and
+        /// ServiceAccounts the webhook would look up.
+        #[arg(long = "objects", required = true)]
+        objects: Vec<PathBuf>,
+        /// The AdmissionReview request (JSON), or `-` for standard input.
+        #[arg(long)]
+        review: PathBuf,
+        /// Print the decision trace instead of the response.
+        #[arg(long)]
+        explain: bool,
+        /// The cluster name the operator runs with (part of generated role names).
+        #[arg(long, env = "PASSPORT_CLUSTER_NAME")]
+        cluster_name: String,
+        /// `AWS_ENDPOINT_URL_STS` written into pods.
+        #[arg(long, env = "PASSPORT_POD_AWS_STS_ENDPOINT")]
+        pod_aws_sts_endpoint: Option<String>,
+        /// The admission time for schedule conditions (RFC 3339; default: now).
+        #[arg(long)]
+        now: Option<jiff::Timestamp>,
     },
 }
 
@@ -110,6 +133,39 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 Outcome::Done
             })
+        }
+        Command::Mutate {
+            objects,
+            review,
+            explain,
+            cluster_name,
+            pod_aws_sts_endpoint,
+            now,
+        } => {
+            let manifests = plan::Manifests::read(&objects)?;
+            let body = if review.as_os_str() == "-" {
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut body)?;
+                body
+            } else {
+                std::fs::read(&review).with_context(|| format!("reading {}", review.display()))?
+            };
+            let mut config = passport_webhook::Config::new(cluster_name);
+            config.aws_sts_endpoint = pod_aws_sts_endpoint;
+            let source = offline::ManifestBindings {
+                manifests: &manifests,
+                config: std::sync::Arc::new(config),
+                now: now.unwrap_or_else(jiff::Timestamp::now),
+            };
+            let reviewed = passport_webhook::review(&body, &source)
+                .context("the review is not a pod admission the webhook can decide")?;
+            let mut out = std::io::stdout().lock();
+            if explain {
+                write!(out, "{}", offline::explain(&reviewed))?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&reviewed.review)?)?;
+            }
+            Ok(Outcome::Done)
         }
     }
 }
@@ -171,6 +227,38 @@ mod tests {
         assert_eq!(plan(&["--fail-on-refusal", "-o", "json"]), Outcome::Refused);
         assert_eq!(plan(&["-o", "json"]), Outcome::Done);
         assert!(Cli::try_parse_from(["passport", "plan", "--cluster-name", "x"]).is_err());
+    }
+
+    #[test]
+    fn mutate_decides_a_review_offline_and_refuses_what_is_not_a_pod() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mutate = |review: &str, explain: bool| {
+            let samples = format!("{root}/config/samples");
+            let namespaces = format!("{root}/operator/tests/fixtures/plan/namespaces.yaml");
+            let mut args = vec![
+                "passport".to_owned(),
+                "mutate".to_owned(),
+                "--objects".to_owned(),
+                samples,
+                "--objects".to_owned(),
+                namespaces,
+                "--review".to_owned(),
+                review.to_owned(),
+                "--cluster-name".to_owned(),
+                "prod".to_owned(),
+            ];
+            if explain {
+                args.push("--explain".to_owned());
+            }
+            run(Cli::try_parse_from(args).unwrap())
+        };
+        let pod = format!("{root}/operator/tests/fixtures/mutate/payments-api.json");
+        assert_eq!(mutate(&pod, false).unwrap(), Outcome::Done);
+        assert_eq!(mutate(&pod, true).unwrap(), Outcome::Done);
+        let not_a_pod = format!("{root}/webhook/tests/fixtures/not-a-pod.json");
+        let error = mutate(&not_a_pod, false).unwrap_err();
+        assert!(format!("{error:#}").contains("not a v1 Pod"), "{error:#}");
+        assert!(mutate("/nonexistent/review.json", false).is_err());
     }
 
     #[test]

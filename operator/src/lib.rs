@@ -3,4 +3,6 @@
 
 pub mod cloud;
 pub mod controllers;
+pub mod manifests;
+pub mod offline;
 pub mod plan;

@@ -3,16 +3,12 @@
 //! refusal they would report. It runs the controllers' own `desired` code, so a GitOps
 //! pull-request preview says what the operator will do.
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, fmt::Write as _};
 
-use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use passport_crds::{AccessPolicy, FederatedTrust, conditions::Reason};
-use serde::{Deserialize, Serialize};
+use passport_crds::conditions::Reason;
+use serde::Serialize;
+
+pub use crate::manifests::Manifests;
 
 use crate::controllers::{
     Refusal,
@@ -20,8 +16,7 @@ use crate::controllers::{
     federated_trust::desired::{self as trust_desired, TrustObject, TrustPlan},
 };
 
-/// The label the API server puts on every namespace, with its name.
-const METADATA_NAME: &str = "kubernetes.io/metadata.name";
+use crate::manifests::METADATA_NAME;
 
 /// What `plan` reads.
 #[derive(Clone, Debug)]
@@ -30,71 +25,6 @@ pub struct Options {
     /// The issuer for trusts without `spec.issuer` (a real reconcile reads it from the API server).
     pub issuer: Option<String>,
     pub trust_policy_quota: usize,
-}
-
-/// The manifests, by kind.
-#[derive(Default, Debug)]
-pub struct Manifests {
-    pub trusts: Vec<FederatedTrust>,
-    pub policies: Vec<AccessPolicy>,
-    pub namespaces: Vec<Namespace>,
-    pub service_accounts: Vec<ServiceAccount>,
-}
-
-#[derive(Deserialize)]
-struct TypeMeta {
-    #[serde(default)]
-    kind: String,
-}
-
-impl Manifests {
-    /// Reads every YAML document of `paths` (files, or folders of `*.yaml`/`*.yml`); kinds other
-    /// than FederatedTrust, AccessPolicy, Namespace and ServiceAccount are skipped.
-    pub fn read(paths: &[PathBuf]) -> anyhow::Result<Self> {
-        let mut manifests = Self::default();
-        for path in paths {
-            for file in yaml_files(path)? {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                manifests
-                    .add(&text)
-                    .with_context(|| format!("parsing {}", file.display()))?;
-            }
-        }
-        Ok(manifests)
-    }
-
-    /// Adds the documents of one YAML stream.
-    pub fn add(&mut self, text: &str) -> anyhow::Result<()> {
-        for document in serde_yaml::Deserializer::from_str(text) {
-            let value = serde_yaml::Value::deserialize(document)?;
-            if value.is_null() {
-                continue;
-            }
-            let kind = serde_yaml::from_value::<TypeMeta>(value.clone())?.kind;
-            match kind.as_str() {
-                "FederatedTrust" => self.trusts.push(serde_yaml::from_value(value)?),
-                "AccessPolicy" => self.policies.push(serde_yaml::from_value(value)?),
-                "Namespace" => self.namespaces.push(serde_yaml::from_value(value)?),
-                "ServiceAccount" => self.service_accounts.push(serde_yaml::from_value(value)?),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-fn yaml_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// One resource's outcome.
@@ -166,31 +96,19 @@ pub fn build(manifests: &Manifests, options: &Options) -> Plan {
             }
         })
         .collect();
-    let namespaces: BTreeMap<String, BTreeMap<String, String>> = manifests
-        .namespaces
-        .iter()
-        .map(|ns| {
-            let name = ns.metadata.name.clone().unwrap_or_default();
-            let mut labels = ns.metadata.labels.clone().unwrap_or_default();
-            // The API server sets this label on every namespace.
-            labels.insert(METADATA_NAME.to_owned(), name.clone());
-            (name, labels)
-        })
-        .collect();
     let policies = manifests
         .policies
         .iter()
         .map(|policy| {
             let namespace = policy.metadata.namespace.clone().unwrap_or_default();
             let mut notes = Vec::new();
-            let only_name = BTreeMap::from([(METADATA_NAME.to_owned(), namespace.clone())]);
-            let labels = namespaces.get(&namespace).unwrap_or_else(|| {
+            let (labels, found) = manifests.namespace_labels(&namespace);
+            if !found {
                 notes.push(format!(
                     "namespace {namespace} is not among the manifests: it is taken to have no \
                      labels but {METADATA_NAME}"
                 ));
-                &only_name
-            });
+            }
             if !manifests.service_accounts.is_empty() {
                 for sa in &policy.spec.service_accounts {
                     let known = manifests.service_accounts.iter().any(|s| {
@@ -204,16 +122,13 @@ pub fn build(manifests: &Manifests, options: &Options) -> Plan {
                     }
                 }
             }
-            let trust = manifests
-                .trusts
-                .iter()
-                .find(|t| t.metadata.name.as_deref() == Some(policy.spec.trust_ref.name.as_str()));
+            let trust = manifests.trust(&policy.spec.trust_ref.name);
             let (plan, refused) = split(policy_desired::build(
                 policy,
                 &policy_desired::Inputs {
                     cluster: &options.cluster,
                     trust,
-                    namespace_labels: labels,
+                    namespace_labels: &labels,
                     discovered_issuer: options.issuer.as_deref(),
                     trust_policy_quota: options.trust_policy_quota,
                 },
@@ -416,6 +331,8 @@ fn indent(out: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn samples() -> Manifests {
