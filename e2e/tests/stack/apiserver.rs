@@ -18,7 +18,10 @@ use kube::{
     Api, Client, CustomResource, CustomResourceExt as _, ResourceExt as _,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use passport_e2e::apiserver::{ApiServer, Config};
+use passport_e2e::{
+    apiserver::{ApiServer, Config},
+    cluster::TestCluster,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -47,6 +50,14 @@ pub struct WidgetStatus {
     pub ready: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A fresh API server of the test's own: the emulator, or the real kube-apiserver when
+/// `PASSPORT_E2E_APISERVER=real` (`make e2e-real`). Tests that start this way must pass on both.
+pub async fn fresh() -> anyhow::Result<(TestCluster, Client)> {
+    let cluster = TestCluster::fresh().await?;
+    let client = cluster.client();
+    Ok((cluster, client))
 }
 
 pub async fn start(config: Config) -> anyhow::Result<(ApiServer, Client)> {
@@ -85,7 +96,7 @@ pub fn config_map(
 
 #[tokio::test]
 async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
 
@@ -327,7 +338,7 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": "team" } }))?;
     let ns = namespaces.create(&PostParams::default(), &ns).await?;
@@ -420,7 +431,7 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
 #[tokio::test]
 async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Secret;
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": "s" }, "immutable": true, "stringData": { "token": "hunter2" } }))?;
@@ -454,7 +465,7 @@ async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<(
 
 #[tokio::test]
 async fn finalizers_status_subresource_and_generation() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     install_widgets(&client).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crds.get("widgets.stack.test").await?;

@@ -6,14 +6,13 @@ use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
-use passport_e2e::apiserver::Config;
 use serde_json::json;
 
-use super::{api_error, install_widgets, start};
+use super::{api_error, fresh, install_widgets};
 
 #[tokio::test]
 async fn discovery_serves_builtins_and_crds() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     install_widgets(&client).await?;
     let discovery = kube::Discovery::new(client.clone()).run().await?;
     let kinds: Vec<String> = discovery
@@ -51,7 +50,7 @@ async fn discovery_serves_builtins_and_crds() -> anyhow::Result<()> {
 #[tokio::test]
 async fn custom_resources_are_pruned_defaulted_and_validated() -> anyhow::Result<()> {
     use kube::{api::DynamicObject, discovery::ApiResource};
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = |schema: serde_json::Value| -> anyhow::Result<CustomResourceDefinition> {
         Ok(serde_json::from_value(json!({
@@ -150,7 +149,7 @@ async fn custom_resources_are_pruned_defaulted_and_validated() -> anyhow::Result
 #[tokio::test]
 async fn every_served_version_reads_the_same_objects() -> anyhow::Result<()> {
     use kube::{api::DynamicObject, discovery::ApiResource};
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let version = |name: &str, storage: bool| {
         json!({ "name": name, "served": true, "storage": storage,

@@ -10,11 +10,11 @@ use kube::{
 use passport_e2e::apiserver::Config;
 use serde_json::json;
 
-use super::{Widget, WidgetSpec, api_error, config_map, install_widgets, start};
+use super::{Widget, WidgetSpec, api_error, config_map, fresh, install_widgets, start};
 
 #[tokio::test]
 async fn server_side_apply_tracks_field_managers() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm = |data: serde_json::Value| {
         Patch::Apply(json!({ "apiVersion": "v1", "kind": "ConfigMap",
@@ -104,7 +104,7 @@ async fn server_side_apply_tracks_field_managers() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn owner_references_cascade_unless_orphaned() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
     let owned_by = |name: &str, owner: &ConfigMap| -> anyhow::Result<ConfigMap> {
@@ -164,7 +164,7 @@ async fn injected_faults_come_back_as_status_errors() -> anyhow::Result<()> {
 #[tokio::test]
 async fn lists_page_with_limit_and_continue() -> anyhow::Result<()> {
     use kube::api::ListParams;
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
         cms.create(
