@@ -7,9 +7,17 @@ VENV := .venv
 # (.cache/go, see e2e/kube/build.sh), so a fresh clone needs nothing but Go and the module proxy;
 # later builds are incremental.
 KUBE_BIN := $(CURDIR)/.cache/go/bin/passport-kube
-# The e2e tests written against TestCluster: they run on the emulator in `unit` and again here on
-# the real API server.
-REAL_API_TESTS := passport_api:: real_api::
+# The e2e tests written against TestCluster (`TestCluster::connect`, `TestCluster::fresh`): they
+# run on the emulator in `unit` and again on the real API server in `e2e-real`.
+REAL_API_TESTS := passport_api:: \
+  crud_selectors_conflicts_and_errors namespaces_get_defaults_and_delete_their_contents \
+  secrets_fold_string_data_and_immutable_data_stays finalizers_status_subresource_and_generation \
+  discovery_serves_builtins_and_crds custom_resources_are_pruned_defaulted_and_validated \
+  every_served_version_reads_the_same_objects watcher_reflector_and_controller \
+  token_requests_verify_against_the_served_jwks kubelet_writes_projected_volumes_and_resolves_env \
+  recorder_events_are_core_events_too metadata_only_reads_and_watches \
+  server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
+  lists_page_with_limit_and_continue
 SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
 
 .PHONY: help test lint fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo

@@ -262,8 +262,9 @@ fn walk_compiled(
 }
 
 /// Validates `obj` against `schema`: OpenAPI constraints, then the CEL rules (with `old` for
-/// transition rules on update). Defaults should already have been applied, as the API server
-/// does before validating.
+/// transition rules on update). As kube-apiserver does, the CEL rules run only when the
+/// OpenAPI constraints hold. Defaults should already have been applied, as the API server does
+/// before validating.
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     match jsonschema_for(schema) {
@@ -277,11 +278,24 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), 
             message: format!("the CRD schema does not compile: {error}"),
         }),
     }
+    if !errors.is_empty() {
+        errors.push(FieldError {
+            field: "<nil>".to_owned(),
+            message: RULES_NOT_CHECKED.to_owned(),
+        });
+        return Err(errors);
+    }
     if let Err(cel_errors) = kube::core::cel::Validator::new().validate(schema, obj, old) {
         for error in cel_errors.into_vec() {
-            let value = lookup(obj, &error.field_path);
+            let message = match lookup(obj, &error.field_path) {
+                // kube-apiserver (1.37) names no value for objects and arrays.
+                Some(Value::Object(_) | Value::Array(_)) | None => {
+                    format!("Invalid value: {}", error.message)
+                }
+                Some(value) => format!("Invalid value: {}: {}", short(value), error.message),
+            };
             errors.push(FieldError {
-                message: format!("Invalid value: {}: {}", describe(value), error.message),
+                message,
                 field: error.field_path,
             });
         }
@@ -292,6 +306,10 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), 
         Err(errors)
     }
 }
+
+/// What kube-apiserver adds when it skipped the CEL rules because of schema errors.
+const RULES_NOT_CHECKED: &str = "Invalid value: null: some validation rules were not checked \
+    because the object was invalid; correct the existing errors to complete validation";
 
 fn openapi_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
     use jsonschema::error::ValidationErrorKind as Kind;
@@ -308,6 +326,18 @@ fn openapi_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
             };
             "Required value".to_owned()
         }
+        Kind::Enum { options } => {
+            let supported: Vec<String> = options
+                .as_array()
+                .map(|values| values.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                short(error.instance()),
+                supported.join(", ")
+            )
+        }
+        Kind::MaxLength { limit } => format!("Too long: may not be more than {limit} bytes"),
         _ => format!("Invalid value: {}: {error}", short(error.instance())),
     };
     FieldError { field, message }
@@ -335,14 +365,6 @@ fn lookup<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
         .split('.')
         .filter(|s| !s.is_empty())
         .try_fold(obj, |value, key| value.get(key))
-}
-
-fn describe(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::Object(_)) | None => "\"object\"".to_owned(),
-        Some(Value::Array(_)) => "\"array\"".to_owned(),
-        Some(other) => short(other),
-    }
 }
 
 fn short(value: &Value) -> String {
@@ -586,8 +608,20 @@ mod tests {
         );
         assert!(text.contains("spec.count: Invalid value: 0"), "{text}");
         assert!(
-            text.contains("spec: Invalid value: \"object\": set a or b, not both"),
+            !text.contains("set a or b"),
+            "CEL rules wait for the schema errors: {text}"
+        );
+        assert!(
+            text.ends_with("<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"),
             "{text}"
+        );
+
+        let cel_only = json!({"spec": {"name": "ok", "a": "x", "b": "y"}});
+        let errors = validate(&schema(), &cel_only, None).expect_err("both a and b");
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["spec: Invalid value: set a or b, not both"],
+            "no value is named for an object"
         );
 
         let missing = validate(&schema(), &json!({"spec": {}}), None).expect_err("missing name");

@@ -8,7 +8,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{api_error, fresh, install_widgets};
+use super::{WAIT, api_error, create_crd, eventually, fresh, install_widgets};
 
 #[tokio::test]
 async fn discovery_serves_builtins_and_crds() -> anyhow::Result<()> {
@@ -64,7 +64,7 @@ async fn custom_resources_are_pruned_defaulted_and_validated() -> anyhow::Result
     let refused = api_error(crds.create(&PostParams::default(), &not_structural).await)?;
     assert_eq!((refused.code, refused.reason.as_str()), (422, "Invalid"));
 
-    crds.create(&PostParams::default(), &crd(json!({
+    create_crd(&client, &crd(json!({
         "type": "object",
         "properties": { "spec": {
             "type": "object", "required": ["size"],
@@ -113,7 +113,7 @@ async fn custom_resources_are_pruned_defaulted_and_validated() -> anyhow::Result
     assert!(
         too_small
             .message
-            .starts_with("Gizmo \"small\" is invalid: spec.size"),
+            .starts_with("Gizmo.stack.test \"small\" is invalid: spec.size"),
         "{}",
         too_small.message
     );
@@ -161,7 +161,7 @@ async fn every_served_version_reads_the_same_objects() -> anyhow::Result<()> {
         "spec": { "group": "stack.test", "scope": "Cluster",
             "names": { "plural": "things", "singular": "thing", "kind": "Thing" },
             "versions": [version("v1alpha1", true), version("v1", false)] } }))?;
-    crds.create(&PostParams::default(), &crd).await?;
+    create_crd(&client, &crd).await?;
     let at = |v: &str| ApiResource {
         group: "stack.test".into(),
         version: v.into(),
@@ -189,18 +189,26 @@ async fn every_served_version_reads_the_same_objects() -> anyhow::Result<()> {
         "GA wins over alpha"
     );
 
-    // A names change is accepted at once, as the CRD controllers would.
-    let patched = crds
-        .patch(
-            "things.stack.test",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "names": { "shortNames": ["th"] } } })),
-        )
-        .await?;
-    let accepted = patched
-        .status
-        .and_then(|s| s.accepted_names)
-        .and_then(|n| n.short_names);
-    assert_eq!(accepted, Some(vec!["th".to_owned()]));
+    // A names change is accepted by the CRD naming controller: in the patch's answer in the
+    // emulator, a moment later in kube-apiserver.
+    crds.patch(
+        "things.stack.test",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "names": { "shortNames": ["th"] } } })),
+    )
+    .await?;
+    eventually(WAIT, || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get("things.stack.test").await?;
+            let accepted = crd
+                .status
+                .and_then(|s| s.accepted_names)
+                .and_then(|n| n.short_names);
+            Ok((accepted == Some(vec!["th".to_owned()])).then_some(()))
+        }
+    })
+    .await
+    .context("the short name is accepted")?;
     Ok(())
 }
