@@ -17,7 +17,7 @@ REAL_API_TESTS := passport_api:: \
   token_requests_verify_against_the_served_jwks kubelet_writes_projected_volumes_and_resolves_env \
   recorder_events_are_core_events_too metadata_only_reads_and_watches \
   server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
-  lists_page_with_limit_and_continue
+  lists_page_with_limit_and_continue passport_stack_serves_every_emulator_and_stops_on_ctrl_c
 SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
 
 .PHONY: help test lint fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo
