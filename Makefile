@@ -3,13 +3,34 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 VENV := .venv
+# The real kube-apiserver (e2e/kube) is built with Go into caches inside the repository
+# (.cache/go, see e2e/kube/build.sh), so a fresh clone needs nothing but Go and the module proxy;
+# later builds are incremental.
+KUBE_BIN := $(CURDIR)/.cache/go/bin/passport-kube
+# The e2e tests written against TestCluster (`TestCluster::connect`, `TestCluster::fresh`): they
+# run on the emulator in `unit` and again on the real API server in `e2e-real`. `real_only::`
+# (RBAC) runs on the real server only.
+REAL_API_TESTS := passport_api:: real_only:: \
+  crud_selectors_conflicts_and_errors namespaces_get_defaults_and_delete_their_contents \
+  secrets_fold_string_data_and_immutable_data_stays finalizers_status_subresource_and_generation \
+  discovery_serves_builtins_and_crds custom_resources_are_pruned_defaulted_and_validated \
+  every_served_version_reads_the_same_objects watcher_reflector_and_controller \
+  token_requests_verify_against_the_served_jwks kubelet_writes_projected_volumes_and_resolves_env \
+  recorder_events_are_core_events_too metadata_only_reads_and_watches \
+  server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
+  lists_page_with_limit_and_continue passport_stack_serves_every_emulator_and_stops_on_ctrl_c
+SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
 
-.PHONY: help test lint fmt-check clippy manifests check-manifests unit venv stack demo
+.PHONY: help test lint fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-test: venv fmt-check clippy check-manifests unit ## Everything CI runs: lint, generated-YAML drift check, all tests
+test: venv fmt-check clippy check-manifests unit e2e-real ## Everything CI runs: lint, generated-YAML drift check, all tests on both API servers
+	@$(SUMMARY) target/test.log target/test-real.log
+
+# Inside `make test` the partial runs leave the one summary line to `test`.
+test: PARTIAL_SUMMARY := no
 
 lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
 
@@ -29,16 +50,25 @@ check-manifests: ## Fail when config/crd differs from what the API types generat
 	  diff -u "config/crd/$$(basename "$$f")" "$$f" || { echo "config/crd is stale: run 'make manifests' and commit" >&2; exit 1; }; \
 	done
 
-unit: ## All tests, ending with one "N passed, N failed" line over every test binary
+unit: ## All tests but the real-server-only ones, ending with one "N passed, N failed" line over every test binary
 	@mkdir -p target
-	$(CARGO) test --workspace --locked 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }' target/test.log
+	$(CARGO) test --workspace --locked -- --skip real_only:: 2>&1 | tee target/test.log
+	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test.log
+
+kube: ## Build the real control plane (etcd + kube-apiserver + controllers) from e2e/kube
+	e2e/kube/build.sh $(KUBE_BIN)
+
+e2e-real: kube ## The TestCluster e2e tests again, on the real kube-apiserver
+	@mkdir -p target
+	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
+	  $(CARGO) test --locked -p passport-e2e --test stack -- $(REAL_API_TESTS) 2>&1 | tee target/test-real.log
+	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
 
 venv: ## Project-local Python venv with the AWS emulator (moto)
 	e2e/scripts/venv.sh
 
-stack: venv ## Run the local stack (Kubernetes API + AWS, GCP, Azure emulators) until Ctrl-C
-	$(CARGO) run --quiet --locked -p passport-e2e --bin passport-stack
+stack: venv $(if $(filter real,$(APISERVER)),kube) ## Run the local stack (Kubernetes API + AWS, GCP, Azure emulators) until Ctrl-C; APISERVER=real for the real kube-apiserver
+	PASSPORT_KUBE_BIN=$(KUBE_BIN) $(CARGO) run --quiet --locked -p passport-e2e --bin passport-stack -- --apiserver $(or $(APISERVER),emulated)
 
 demo: ## The local stack with Passport's CRDs and samples, driven by kubectl
 	e2e/scripts/demo.sh

@@ -1,6 +1,7 @@
-//! Where the e2e tests run: a real cluster named by `PASSPORT_E2E_KUBECONFIG`, or the Kubernetes
-//! API emulator started for the test. Tests written against [`TestCluster`] run unchanged on
-//! both, which is how the emulator's fidelity is checked against the real thing.
+//! Where the e2e tests run: a real cluster named by `PASSPORT_E2E_KUBECONFIG`, a real
+//! kube-apiserver started for the test (`PASSPORT_E2E_APISERVER=real`, see [`crate::realapi`]), or
+//! the Kubernetes API emulator (the default). Tests written against [`TestCluster`] run unchanged
+//! on all three, which is how the emulator's fidelity is checked against the real thing.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -15,10 +16,15 @@ use kube::{
     runtime::wait::{await_condition, conditions},
 };
 
-use crate::apiserver::{self, ApiServer};
+use crate::{
+    apiserver::{self, ApiServer},
+    realapi::{self, RealApiServer},
+};
 
 /// Set to a kubeconfig path to run the e2e tests against that cluster instead of the emulator.
 pub const KUBECONFIG_ENV: &str = "PASSPORT_E2E_KUBECONFIG";
+/// `real` starts a real kube-apiserver for each test; `emulated` (the default) the emulator.
+pub const APISERVER_ENV: &str = "PASSPORT_E2E_APISERVER";
 /// Label on every namespace a test creates, so leftovers are easy to find and delete.
 pub const TEST_LABEL: &str = "passport.dev/e2e";
 
@@ -26,10 +32,12 @@ pub const TEST_LABEL: &str = "passport.dev/e2e";
 pub struct TestCluster {
     client: Client,
     emulator: Option<ApiServer>,
+    real: Option<RealApiServer>,
 }
 
 impl TestCluster {
-    /// Connects to `PASSPORT_E2E_KUBECONFIG` when set, else starts a fresh emulator.
+    /// Connects to `PASSPORT_E2E_KUBECONFIG` when set, else starts a fresh real API server
+    /// (`PASSPORT_E2E_APISERVER=real`) or emulator.
     pub async fn connect() -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
         match std::env::var_os(KUBECONFIG_ENV) {
@@ -42,15 +50,58 @@ impl TestCluster {
                 Ok(Self {
                     client: Client::try_from(config)?,
                     emulator: None,
+                    real: None,
                 })
             }
-            None => {
-                let emulator = ApiServer::start(apiserver::Config::default()).await?;
-                Ok(Self {
-                    client: emulator.client().await?,
-                    emulator: Some(emulator),
-                })
-            }
+            None => Self::fresh().await,
+        }
+    }
+
+    /// A fresh API server of the test's own, never a shared cluster: the real kube-apiserver when
+    /// `PASSPORT_E2E_APISERVER=real`, else the emulator. For tests that use fixed names or
+    /// cluster-wide state.
+    pub async fn fresh() -> anyhow::Result<Self> {
+        crate::tls::install_crypto_provider();
+        if wants_real_apiserver()? {
+            let real = RealApiServer::start(realapi::Config::default()).await?;
+            return Ok(Self {
+                client: real.client().await?,
+                emulator: None,
+                real: Some(real),
+            });
+        }
+        let emulator = ApiServer::start(apiserver::Config::default()).await?;
+        Ok(Self {
+            client: emulator.client().await?,
+            emulator: Some(emulator),
+            real: None,
+        })
+    }
+
+    /// The URL of the API server and service-account issuer, for a fresh server.
+    pub fn server_url(&self) -> Option<String> {
+        match (&self.emulator, &self.real) {
+            (Some(emulator), _) => Some(emulator.url()),
+            (_, Some(real)) => Some(real.url().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The CA (PEM) of a fresh server's serving certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        match (&self.emulator, &self.real) {
+            (Some(emulator), _) => Some(emulator.ca_pem()),
+            (_, Some(real)) => Some(real.ca_pem()),
+            _ => None,
+        }
+    }
+
+    /// A fresh server's folder (for files a test writes beside it).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match (&self.emulator, &self.real) {
+            (Some(emulator), _) => Some(emulator.dir()),
+            (_, Some(real)) => Some(real.dir()),
+            _ => None,
         }
     }
 
@@ -58,9 +109,14 @@ impl TestCluster {
         self.client.clone()
     }
 
-    /// Whether this is a real cluster rather than the emulator.
+    /// Whether this is a real API server (a cluster or the one started here), not the emulator.
     pub fn is_real(&self) -> bool {
         self.emulator.is_none()
+    }
+
+    /// The real API server started for the test, when there is one.
+    pub fn real_apiserver(&self) -> Option<&RealApiServer> {
+        self.real.as_ref()
     }
 
     /// The emulator, when the test runs on it.
@@ -106,5 +162,14 @@ impl TestCluster {
             .with_context(|| format!("CRD {name} not established within 30 s"))??;
         }
         Ok(())
+    }
+}
+
+/// Whether [`APISERVER_ENV`] asks for the real API server.
+fn wants_real_apiserver() -> anyhow::Result<bool> {
+    match std::env::var(APISERVER_ENV).as_deref() {
+        Err(_) | Ok("" | "emulated") => Ok(false),
+        Ok("real") => Ok(true),
+        Ok(other) => anyhow::bail!("{APISERVER_ENV}={other:?}: expected `real` or `emulated`"),
     }
 }

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod gcp;
 pub mod kubelet;
 pub mod oidc;
+pub mod realapi;
 pub mod schema;
 pub mod serve;
 pub mod stack;

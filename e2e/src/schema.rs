@@ -262,26 +262,48 @@ fn walk_compiled(
 }
 
 /// Validates `obj` against `schema`: OpenAPI constraints, then the CEL rules (with `old` for
-/// transition rules on update). Defaults should already have been applied, as the API server
-/// does before validating.
+/// transition rules on update). As kube-apiserver does, the CEL rules are skipped when a
+/// constraint they rely on failed (a required field, a type, an enum, a maximum length, item or
+/// property count); other failures (minimum, pattern, minimum length) are reported beside the
+/// rules' own. Defaults should already have been applied, as the API server does before
+/// validating.
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
+    let mut rules_checkable = true;
     match jsonschema_for(schema) {
         Ok(validator) => {
             for error in validator.iter_errors(obj) {
-                errors.push(openapi_error(&error));
+                let (field_error, blocks_rules) = openapi_error(&error);
+                rules_checkable &= !blocks_rules;
+                errors.push(field_error);
             }
         }
-        Err(error) => errors.push(FieldError {
-            field: String::new(),
-            message: format!("the CRD schema does not compile: {error}"),
-        }),
+        Err(error) => {
+            rules_checkable = false;
+            errors.push(FieldError {
+                field: String::new(),
+                message: format!("the CRD schema does not compile: {error}"),
+            });
+        }
+    }
+    if !rules_checkable {
+        errors.push(FieldError {
+            field: "<nil>".to_owned(),
+            message: RULES_NOT_CHECKED.to_owned(),
+        });
+        return Err(errors);
     }
     if let Err(cel_errors) = kube::core::cel::Validator::new().validate(schema, obj, old) {
         for error in cel_errors.into_vec() {
-            let value = lookup(obj, &error.field_path);
+            let message = match lookup(obj, &error.field_path) {
+                // kube-apiserver (1.37) names no value for objects and arrays.
+                Some(Value::Object(_) | Value::Array(_)) | None => {
+                    format!("Invalid value: {}", error.message)
+                }
+                Some(value) => format!("Invalid value: {}: {}", short(value), error.message),
+            };
             errors.push(FieldError {
-                message: format!("Invalid value: {}: {}", describe(value), error.message),
+                message,
                 field: error.field_path,
             });
         }
@@ -293,10 +315,16 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Result<(), 
     }
 }
 
-fn openapi_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
+/// What kube-apiserver adds when it skipped the CEL rules because of schema errors.
+const RULES_NOT_CHECKED: &str = "Invalid value: null: some validation rules were not checked \
+    because the object was invalid; correct the existing errors to complete validation";
+
+/// The field error in kube-apiserver's words, and whether it keeps the CEL rules from running.
+fn openapi_error(error: &jsonschema::ValidationError<'_>) -> (FieldError, bool) {
     use jsonschema::error::ValidationErrorKind as Kind;
     let mut field = pointer_to_path(error.instance_path().as_str());
-    let message = match error.kind() {
+    let value = short(error.instance());
+    let (message, blocks_rules) = match error.kind() {
         Kind::Required { property } => {
             let name = property
                 .as_str()
@@ -306,11 +334,100 @@ fn openapi_error(error: &jsonschema::ValidationError<'_>) -> FieldError {
             } else {
                 format!("{field}.{name}")
             };
-            "Required value".to_owned()
+            ("Required value".to_owned(), true)
         }
-        _ => format!("Invalid value: {}: {error}", short(error.instance())),
+        Kind::Enum { options } => {
+            let supported: Vec<String> = options
+                .as_array()
+                .map(|values| values.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
+            (
+                format!(
+                    "Unsupported value: {value}: supported values: {}",
+                    supported.join(", ")
+                ),
+                true,
+            )
+        }
+        Kind::Type { kind } => {
+            let actual = format!("\"{}\"", json_type(error.instance()));
+            let expected = match kind {
+                jsonschema::error::TypeKind::Single(t) => t.to_string(),
+                jsonschema::error::TypeKind::Multiple(set) => format!("{set:?}"),
+            };
+            (
+                format!(
+                    "Invalid value: {actual}: {field} in body must be of type {expected}: {actual}"
+                ),
+                true,
+            )
+        }
+        Kind::MaxLength { limit } => (
+            format!("Too long: may not be more than {limit} bytes"),
+            true,
+        ),
+        Kind::MaxItems { limit } => {
+            let count = error.instance().as_array().map_or(0, Vec::len);
+            let items = if *limit == 1 { "item" } else { "items" };
+            (
+                format!("Too many: {count}: must have at most {limit} {items}"),
+                true,
+            )
+        }
+        Kind::MaxProperties { limit } => {
+            let count = error.instance().as_object().map_or(0, Map::len);
+            (
+                format!("Too many: {count}: must have at most {limit} items"),
+                true,
+            )
+        }
+        Kind::Minimum { limit } => (
+            format!(
+                "Invalid value: {value}: {field} in body should be greater than or equal to {}",
+                number(limit)
+            ),
+            false,
+        ),
+        Kind::Maximum { limit } => (
+            format!(
+                "Invalid value: {value}: {field} in body should be less than or equal to {}",
+                number(limit)
+            ),
+            false,
+        ),
+        Kind::Pattern { pattern } => (
+            format!("Invalid value: {value}: {field} in body should match '{pattern}'"),
+            false,
+        ),
+        Kind::MinLength { limit } => (
+            format!(
+                "Invalid value: {value}: {field} in body should be at least {limit} chars long"
+            ),
+            false,
+        ),
+        _ => (format!("Invalid value: {value}: {error}"), false),
     };
-    FieldError { field, message }
+    (FieldError { field, message }, blocks_rules)
+}
+
+/// A JSON number as kube-apiserver prints a schema bound: `1`, not `1.0`.
+fn number(value: &Value) -> String {
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", n as i64),
+        _ => value.to_string(),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// `/spec/items/0/name` -> `spec.items[0].name`, the way Kubernetes prints field paths.
@@ -335,14 +452,6 @@ fn lookup<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
         .split('.')
         .filter(|s| !s.is_empty())
         .try_fold(obj, |value, key| value.get(key))
-}
-
-fn describe(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::Object(_)) | None => "\"object\"".to_owned(),
-        Some(Value::Array(_)) => "\"array\"".to_owned(),
-        Some(other) => short(other),
-    }
 }
 
 fn short(value: &Value) -> String {
@@ -584,10 +693,44 @@ mod tests {
             text.contains("spec.name: Invalid value: \"Bad1\""),
             "{text}"
         );
-        assert!(text.contains("spec.count: Invalid value: 0"), "{text}");
         assert!(
-            text.contains("spec: Invalid value: \"object\": set a or b, not both"),
+            text.contains(
+                "spec.name: Invalid value: \"Bad1\": spec.name in body should match '^[a-z]+$'"
+            ),
             "{text}"
+        );
+        assert!(
+            text.contains(
+                "spec.count: Invalid value: 0: spec.count in body should be greater than or equal to 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("spec: Invalid value: set a or b, not both"),
+            "a pattern or minimum failure leaves the CEL rules running: {text}"
+        );
+
+        let mistyped = json!({"spec": {"name": "ok", "count": "three", "a": "x", "b": "y"}});
+        let text: Vec<String> = validate(&schema(), &mistyped, None)
+            .expect_err("count is a string")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "spec.count: Invalid value: \"string\": spec.count in body must be of type integer: \"string\"",
+                "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ],
+            "a type failure keeps the CEL rules from running"
+        );
+
+        let cel_only = json!({"spec": {"name": "ok", "a": "x", "b": "y"}});
+        let errors = validate(&schema(), &cel_only, None).expect_err("both a and b");
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["spec: Invalid value: set a or b, not both"],
+            "no value is named for an object"
         );
 
         let missing = validate(&schema(), &json!({"spec": {}}), None).expect_err("missing name");

@@ -1,4 +1,5 @@
-//! The whole local stack in one call: one CA, the Kubernetes API emulator, AWS (moto behind
+//! The whole local stack in one call: one CA, the Kubernetes API emulator (or the real
+//! kube-apiserver, `StackConfig::apiserver`), AWS (moto behind
 //! the IAM and STS fronts), and the GCP and Azure fakes, seeded with the accounts the samples in
 //! `config/samples/` name. Used by `passport-stack` (`make stack`, `make demo`) and by tests.
 
@@ -11,6 +12,7 @@ use crate::{
     aws::{self, Aws},
     azure::{AzureFake, AzureOptions, IdentitySeed},
     gcp::{GcpFake, GcpOptions},
+    realapi::{self, AnyApiServer, RealApiServer},
     tls::Ca,
 };
 
@@ -34,8 +36,10 @@ pub const AZURE_OPERATOR_CLIENT_SECRET: &str = "passport-operator-stack-secret";
 pub struct StackConfig {
     /// Where the kubeconfig, CA and `stack.env` go; a temporary folder when None.
     pub dir: Option<PathBuf>,
-    /// Port of the Kubernetes API emulator; 0 picks a free one.
+    /// Port of the Kubernetes API server; 0 picks a free one.
     pub api_port: u16,
+    /// The emulator (default) or the real kube-apiserver.
+    pub apiserver: realapi::Kind,
     /// Start moto and the AWS fronts (needs the venv from `e2e/scripts/venv.sh`).
     pub aws: bool,
 }
@@ -45,6 +49,7 @@ impl Default for StackConfig {
         Self {
             dir: None,
             api_port: 0,
+            apiserver: realapi::Kind::Emulated,
             aws: true,
         }
     }
@@ -53,7 +58,7 @@ impl Default for StackConfig {
 /// A running stack. Dropping it stops every server and moto.
 pub struct Stack {
     pub ca: Arc<Ca>,
-    pub apiserver: ApiServer,
+    pub apiserver: AnyApiServer,
     pub aws: Option<Aws>,
     pub gcp: GcpFake,
     pub azure: AzureFake,
@@ -62,17 +67,30 @@ pub struct Stack {
 impl Stack {
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
         let ca = Arc::new(Ca::new()?);
-        let apiserver = ApiServer::start(
-            apiserver::Config {
-                dir: config.dir.clone(),
-                port: config.api_port,
-                ca: Some(ca.clone()),
-                ..apiserver::Config::default()
-            }
-            .with_env()?,
-        )
-        .await
-        .context("starting the Kubernetes API emulator")?;
+        let apiserver = match config.apiserver {
+            realapi::Kind::Emulated => AnyApiServer::Emulated(
+                ApiServer::start(
+                    apiserver::Config {
+                        dir: config.dir.clone(),
+                        port: config.api_port,
+                        ca: Some(ca.clone()),
+                        ..apiserver::Config::default()
+                    }
+                    .with_env()?,
+                )
+                .await
+                .context("starting the Kubernetes API emulator")?,
+            ),
+            realapi::Kind::Real => AnyApiServer::Real(
+                RealApiServer::start(realapi::Config {
+                    dir: config.dir.clone(),
+                    port: config.api_port,
+                    ca: Some(ca.clone()),
+                })
+                .await
+                .context("starting the real kube-apiserver")?,
+            ),
+        };
         let aws = if config.aws {
             Some(Aws::start(&ca).await.context("starting the AWS emulator")?)
         } else {
@@ -133,10 +151,7 @@ impl Stack {
                 "PASSPORT_STACK_CA",
                 self.apiserver.ca_path().display().to_string(),
             ),
-            (
-                "PASSPORT_STACK_ISSUER",
-                self.apiserver.issuer().url().to_owned(),
-            ),
+            ("PASSPORT_STACK_ISSUER", self.apiserver.issuer_url()),
             // Passport trusts the stack CA for every cloud endpoint on top of the system roots.
             (
                 "PASSPORT_CA_BUNDLE",

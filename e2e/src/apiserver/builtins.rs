@@ -303,11 +303,14 @@ pub fn finish_namespace_if_empty(inner: &mut Inner, ns: &str) -> Option<Value> {
 }
 
 /// What creating into a Terminating namespace answers.
-pub fn namespace_terminating(ns: &str) -> ApiError {
+pub fn namespace_terminating(resource: &str, name: &str, ns: &str) -> ApiError {
     ApiError::custom(
         403,
         "Forbidden",
-        format!("unable to create new content in namespace {ns} because it is being terminated"),
+        format!(
+            "{resource} \"{name}\" is forbidden: unable to create new content in namespace {ns} \
+             because it is being terminated"
+        ),
         Some(json!({ "name": ns, "kind": "namespaces", "causes": [{
             "reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"),
             "field": "metadata.namespace" }] })),

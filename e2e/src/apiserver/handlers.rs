@@ -18,7 +18,7 @@ use super::{
     protobuf,
     reads::{self, selected},
     resources::ApiResource,
-    status::{self, ApiError},
+    status::{self, ApiError, Cause, FailedPrecondition},
     table, token, watch, webhooks,
 };
 
@@ -354,8 +354,15 @@ async fn patch(
     let manager = query.get("fieldManager").map_or("", String::as_str);
     let force = query.get("force").is_some_and(|f| f == "true");
     if kind == PatchType::Apply && manager.is_empty() {
-        return Err(ApiError::bad_request(
-            "PATCH /apply requires fieldManager to be set",
+        // kube-apiserver validates the PatchOptions: 422, not 400.
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[Cause::new(
+                "fieldManager",
+                "Required value: is required for apply patch",
+            )],
         ));
     }
     if kind == PatchType::Strategic && target.res.crd.is_some() {
@@ -436,7 +443,12 @@ fn delete_one(
             return Err(ApiError::precondition_failed(
                 &target.res.group_resource(),
                 name,
-                &format!("UID in precondition: {uid}, UID in object meta: {actual}"),
+                &FailedPrecondition {
+                    kind: &target.res.kind,
+                    field: "UID",
+                    wanted: uid,
+                    actual,
+                },
             ));
         }
     }

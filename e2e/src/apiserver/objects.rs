@@ -102,7 +102,12 @@ pub fn prepare_create(
         match inner.store.get("/namespaces", "", ns) {
             None => return Err(ApiError::not_found(&ns_gr, ns)),
             Some(found) if !found["metadata"]["deletionTimestamp"].is_null() => {
-                return Err(builtins::namespace_terminating(ns));
+                let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+                return Err(builtins::namespace_terminating(
+                    &res.group_resource().to_string(),
+                    name,
+                    ns,
+                ));
             }
             Some(_) => {}
         }
@@ -431,9 +436,12 @@ pub fn delete(
         return Err(ApiError::precondition_failed(
             &gr,
             name,
-            &format!(
-                "ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual_rv}"
-            ),
+            &super::status::FailedPrecondition {
+                kind: &res.kind,
+                field: "ResourceVersion",
+                wanted: rv,
+                actual: actual_rv,
+            },
         ));
     }
     let has_finalizers = meta(&old)["finalizers"]

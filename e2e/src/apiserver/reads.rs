@@ -77,7 +77,10 @@ pub fn list(
     let mut metadata = json!({ "resourceVersion": rv.to_string() });
     if let Some((token, remaining)) = page {
         metadata["continue"] = json!(token);
-        metadata["remainingItemCount"] = json!(remaining);
+        // kube-apiserver counts the rest only when nothing is filtered out.
+        if !query.contains_key("labelSelector") && !query.contains_key("fieldSelector") {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
     }
     let body = match table::Shape::from_headers(headers) {
         table::Shape::Table => {

@@ -83,6 +83,14 @@ fn details(gr: &GroupResource, name: &str) -> Value {
     d
 }
 
+/// A delete precondition that did not hold: `field` is `UID` or `ResourceVersion`.
+pub struct FailedPrecondition<'a> {
+    pub kind: &'a str,
+    pub field: &'a str,
+    pub wanted: &'a str,
+    pub actual: &'a str,
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -137,15 +145,33 @@ impl ApiError {
         }
     }
 
-    /// 409 for a failed delete precondition (uid or resourceVersion).
-    pub fn precondition_failed(gr: &GroupResource, name: &str, what: &str) -> Self {
+    /// 409 for a failed delete precondition. kube-apiserver names the object by its kind here
+    /// (`on ConfigMap "a"`) and says which field differs (`uid` or `ResourceVersion`).
+    pub fn precondition_failed(
+        gr: &GroupResource,
+        name: &str,
+        failed: &FailedPrecondition,
+    ) -> Self {
+        let FailedPrecondition {
+            kind,
+            field,
+            wanted,
+            actual,
+        } = failed;
+        let hint = if *field == "UID" {
+            "deleted and then recreated"
+        } else {
+            "modified"
+        };
         Self {
             details: Some(details(gr, name)),
             ..Self::new(
                 409,
                 "Conflict",
                 format!(
-                    "Operation cannot be fulfilled on {gr} \"{name}\": Precondition failed: {what}"
+                    "Operation cannot be fulfilled on {kind} \"{name}\": the {field} in the \
+                     precondition ({wanted}) does not match the {field} in record ({actual}). \
+                     The object might have been {hint}"
                 ),
             )
         }
@@ -172,12 +198,18 @@ impl ApiError {
             .iter()
             .map(|c| json!({ "reason": c.reason(), "message": c.message, "field": c.field }))
             .collect();
+        // kube-apiserver names the kind with its group: `AccessPolicy.passport.dev "x"`.
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
         Self {
             details: Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes })),
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{kind} \"{name}\" is invalid: {summary}"),
+                format!("{qualified} \"{name}\" is invalid: {summary}"),
             )
         }
     }

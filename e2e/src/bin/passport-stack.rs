@@ -4,18 +4,26 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use passport_e2e::stack::{Stack, StackConfig};
+use passport_e2e::{
+    realapi,
+    stack::{Stack, StackConfig},
+};
 
-/// Passport's local stack: a Kubernetes API emulator and AWS, GCP and Azure emulators.
+/// Passport's local stack: a Kubernetes API server (the emulator or the real one) and AWS, GCP and
+/// Azure emulators.
 #[derive(Debug, Parser)]
 #[command(name = "passport-stack", version)]
 struct Args {
     /// Folder for the kubeconfig, the CA certificate and stack.env (default: a new temporary one).
     #[arg(long, env = "PASSPORT_STACK_DIR")]
     dir: Option<PathBuf>,
-    /// Port of the Kubernetes API emulator (0: any free port).
+    /// Port of the Kubernetes API server (0: any free port).
     #[arg(long, env = "PASSPORT_STACK_API_PORT", default_value_t = 0)]
     api_port: u16,
+    /// Which Kubernetes API server to run: the emulator, or the real kube-apiserver built from
+    /// e2e/kube (needs Go; the first build downloads and compiles it).
+    #[arg(long, env = "PASSPORT_STACK_APISERVER", value_enum, default_value_t = realapi::Kind::Emulated)]
+    apiserver: realapi::Kind,
     /// Do not start moto and the AWS fronts.
     #[arg(long)]
     no_aws: bool,
@@ -36,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::start(StackConfig {
         dir: args.dir,
         api_port: args.api_port,
+        apiserver: args.apiserver,
         aws: !args.no_aws,
     })
     .await?;

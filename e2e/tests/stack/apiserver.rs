@@ -18,7 +18,10 @@ use kube::{
     Api, Client, CustomResource, CustomResourceExt as _, ResourceExt as _,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
-use passport_e2e::apiserver::{ApiServer, Config};
+use passport_e2e::{
+    apiserver::{ApiServer, Config},
+    cluster::TestCluster,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -49,6 +52,14 @@ pub struct WidgetStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// A fresh API server of the test's own: the emulator, or the real kube-apiserver when
+/// `PASSPORT_E2E_APISERVER=real` (`make e2e-real`). Tests that start this way must pass on both.
+pub async fn fresh() -> anyhow::Result<(TestCluster, Client)> {
+    let cluster = TestCluster::fresh().await?;
+    let client = cluster.client();
+    Ok((cluster, client))
+}
+
 pub async fn start(config: Config) -> anyhow::Result<(ApiServer, Client)> {
     passport_e2e::tls::install_crypto_provider();
     let server = ApiServer::start(config).await?;
@@ -56,10 +67,23 @@ pub async fn start(config: Config) -> anyhow::Result<(ApiServer, Client)> {
     Ok((server, client))
 }
 
-/// Registers the Widget CRD.
+/// Registers the Widget CRD and waits until it is served.
 pub async fn install_widgets(client: &Client) -> anyhow::Result<()> {
+    create_crd(client, &Widget::crd()).await
+}
+
+/// Creates a CRD and waits until it is established (at once in the emulator; a real API server
+/// takes a moment, and answers 404 for its resources until then).
+pub async fn create_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
+    use kube::runtime::wait::{await_condition, conditions};
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &Widget::crd()).await?;
+    let crd = crds.create(&PostParams::default(), crd).await?;
+    tokio::time::timeout(
+        WAIT,
+        await_condition(crds, &crd.name_any(), conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {} is not established", crd.name_any()))??;
     Ok(())
 }
 
@@ -85,7 +109,7 @@ pub fn config_map(
 
 #[tokio::test]
 async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
 
@@ -249,7 +273,17 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
         )
         .await,
     )?;
-    assert_eq!(missing_manager.code, 400);
+    assert_eq!(
+        (missing_manager.code, missing_manager.reason.as_str()),
+        (422, "Invalid")
+    );
+    assert!(
+        missing_manager
+            .message
+            .contains("fieldManager: Required value"),
+        "{}",
+        missing_manager.message
+    );
 
     // Delete preconditions.
     let wrong_uid = DeleteParams {
@@ -264,7 +298,7 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
     assert!(
         refused
             .message
-            .contains("Precondition failed: UID in precondition: not-the-uid"),
+            .contains("the UID in the precondition (not-the-uid) does not match the UID in record"),
         "{}",
         refused.message
     );
@@ -327,7 +361,7 @@ async fn crud_selectors_conflicts_and_errors() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": "team" } }))?;
     let ns = namespaces.create(&PostParams::default(), &ns).await?;
@@ -337,8 +371,14 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
             .map(String::as_str),
         Some("team")
     );
+    // Controllers give the namespace its ServiceAccount (at once in the emulator, soon in a
+    // cluster).
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
-    assert!(sas.get_opt("default").await?.is_some());
+    eventually(WAIT, || {
+        let sas = sas.clone();
+        async move { Ok(sas.get_opt("default").await?) }
+    })
+    .await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
     cms.create(
         &PostParams::default(),
@@ -346,7 +386,7 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
     )
     .await?;
     namespaces.delete("team", &DeleteParams::default()).await?;
-    assert!(namespaces.get_opt("team").await?.is_none());
+    gone(&namespaces, "team").await?;
     let all: Api<ConfigMap> = Api::all(client.clone());
     let left = all.list(&ListParams::default()).await?;
     assert!(
@@ -381,14 +421,15 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
         held.status.and_then(|s| s.phase).as_deref(),
         Some("Terminating")
     );
-    assert!(
-        widgets
-            .get("w")
-            .await?
-            .metadata
-            .deletion_timestamp
-            .is_some()
-    );
+    eventually(WAIT, || {
+        let widgets = widgets.clone();
+        async move {
+            let w = widgets.get("w").await?;
+            Ok(w.metadata.deletion_timestamp.map(|_| ()))
+        }
+    })
+    .await
+    .context("the namespace's contents are deleted")?;
     let in_held: Api<ConfigMap> = Api::namespaced(client.clone(), "held");
     let refused = api_error(
         in_held
@@ -401,7 +442,7 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
     assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     assert_eq!(
         refused.message,
-        "unable to create new content in namespace held because it is being terminated"
+        "configmaps \"late\" is forbidden: unable to create new content in namespace held because it is being terminated"
     );
     widgets
         .patch(
@@ -410,17 +451,16 @@ async fn namespaces_get_defaults_and_delete_their_contents() -> anyhow::Result<(
             &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
         )
         .await?;
-    assert!(
-        namespaces.get_opt("held").await?.is_none(),
-        "the namespace goes once empty"
-    );
+    gone(&namespaces, "held")
+        .await
+        .context("the namespace goes once empty")?;
     Ok(())
 }
 
 #[tokio::test]
 async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<()> {
     use k8s_openapi::api::core::v1::Secret;
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": { "name": "s" }, "immutable": true, "stringData": { "token": "hunter2" } }))?;
@@ -454,7 +494,7 @@ async fn secrets_fold_string_data_and_immutable_data_stays() -> anyhow::Result<(
 
 #[tokio::test]
 async fn finalizers_status_subresource_and_generation() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     install_widgets(&client).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crds.get("widgets.stack.test").await?;
@@ -599,6 +639,22 @@ async fn finalizers_status_subresource_and_generation() -> anyhow::Result<()> {
         Some("Running")
     );
     Ok(())
+}
+
+/// How long tests wait for what controllers do (at once in the emulator, asynchronously in a
+/// real cluster).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `name` no longer exists.
+pub async fn gone<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(WAIT, || async move {
+        Ok(api.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| format!("{name} still exists"))
 }
 
 /// Polls `check` every 20ms until it returns Some or `timeout` passes.

@@ -1,5 +1,6 @@
 //! `passport-stack` (what `make stack` runs) as a user sees it: it starts every emulator,
-//! prints and writes the endpoints, serves them, and stops cleanly on Ctrl-C.
+//! prints and writes the endpoints, serves them, and stops cleanly on Ctrl-C. With
+//! `PASSPORT_E2E_APISERVER=real` the stack runs the real kube-apiserver (`--apiserver real`).
 
 use std::{
     collections::HashMap,
@@ -48,9 +49,14 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
     passport_e2e::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("passport-stack-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let apiserver = match std::env::var(passport_e2e::cluster::APISERVER_ENV).as_deref() {
+        Ok("real") => "real",
+        _ => "emulated",
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_passport-stack"))
         .arg("--dir")
         .arg(&dir)
+        .args(["--apiserver", apiserver])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -94,7 +100,7 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let namespaces = Api::<Namespace>::all(client)
+    let namespaces = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default())
         .await
         .unwrap();
@@ -192,6 +198,10 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
     assert!(
         reqwest::get(&moto).await.is_err(),
         "moto still answers after the stack stopped"
+    );
+    assert!(
+        client.apiserver_version().await.is_err(),
+        "the {apiserver} API server still answers after the stack stopped"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -352,7 +352,7 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
     assert!(!refused.ok);
     assert!(
         refused.stderr.contains(
-            "The AccessPolicy \"nothing\" is invalid: spec: Invalid value: \"object\": set one cloud block"
+            "The AccessPolicy \"nothing\" is invalid: spec: Invalid value: set one cloud block"
         ),
         "{}",
         refused.stderr

@@ -12,3 +12,4 @@ mod crds;
 mod gcp;
 mod kubectl;
 mod passport_api;
+mod real_only;

@@ -629,6 +629,8 @@ async fn stack_env_is_all_the_provider_needs_and_workload_identity_works() {
     .unwrap();
     let token = stack
         .apiserver
+        .emulator()
+        .expect("the stack runs the emulator by default")
         .issuer()
         .sign(&json!({
             "iss": issuer, "sub": subject, "aud": [TOKEN_EXCHANGE_AUDIENCE],

@@ -10,11 +10,11 @@ use kube::{
 use passport_e2e::apiserver::Config;
 use serde_json::json;
 
-use super::{Widget, WidgetSpec, api_error, config_map, install_widgets, start};
+use super::{Widget, WidgetSpec, api_error, config_map, fresh, gone, install_widgets, start};
 
 #[tokio::test]
 async fn server_side_apply_tracks_field_managers() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm = |data: serde_json::Value| {
         Patch::Apply(json!({ "apiVersion": "v1", "kind": "ConfigMap",
@@ -104,7 +104,7 @@ async fn server_side_apply_tracks_field_managers() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn owner_references_cascade_unless_orphaned() -> anyhow::Result<()> {
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
     let owned_by = |name: &str, owner: &ConfigMap| -> anyhow::Result<ConfigMap> {
@@ -120,7 +120,9 @@ async fn owner_references_cascade_unless_orphaned() -> anyhow::Result<()> {
     cms.create(&pp, &owned_by("grandchild", &child)?).await?;
     cms.delete("owner", &DeleteParams::background()).await?;
     for name in ["child", "grandchild"] {
-        assert!(cms.get_opt(name).await?.is_none(), "{name} is collected");
+        gone(&cms, name)
+            .await
+            .with_context(|| format!("{name} is collected"))?;
     }
 
     let owner = cms
@@ -128,6 +130,7 @@ async fn owner_references_cascade_unless_orphaned() -> anyhow::Result<()> {
         .await?;
     cms.create(&pp, &owned_by("kept", &owner)?).await?;
     cms.delete("owner2", &DeleteParams::orphan()).await?;
+    gone(&cms, "owner2").await?;
     let kept = cms.get("kept").await?;
     assert!(
         kept.metadata
@@ -164,7 +167,7 @@ async fn injected_faults_come_back_as_status_errors() -> anyhow::Result<()> {
 #[tokio::test]
 async fn lists_page_with_limit_and_continue() -> anyhow::Result<()> {
     use kube::api::ListParams;
-    let (_server, client) = start(Config::default()).await?;
+    let (_server, client) = fresh().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
         cms.create(
@@ -177,7 +180,16 @@ async fn lists_page_with_limit_and_continue() -> anyhow::Result<()> {
         .list(&ListParams::default().labels("p=1").limit(2))
         .await?;
     assert_eq!(first.items.len(), 2);
-    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    assert_eq!(
+        first.metadata.remaining_item_count, None,
+        "no count of the rest when a selector filters"
+    );
+    let everything = cms.list(&ListParams::default()).await?.items.len();
+    let unfiltered = cms.list(&ListParams::default().limit(2)).await?;
+    assert_eq!(
+        unfiltered.metadata.remaining_item_count,
+        Some(i64::try_from(everything)? - 2)
+    );
     let mut names: Vec<String> = first.items.iter().map(|c| c.name_any()).collect();
     let mut token = first.metadata.continue_.clone();
     while let Some(t) = token.filter(|t| !t.is_empty()) {
