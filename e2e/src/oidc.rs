@@ -84,6 +84,15 @@ impl Issuer {
     }
 }
 
+/// The public JWK (RS256, `use: sig`) of an RSA key pair, with key id `kid`.
+pub fn rsa_jwk(key: &rcgen::KeyPair, kid: &str) -> anyhow::Result<Value> {
+    let (n, e) = rsa_public_components(key.public_key_raw())?;
+    Ok(json!({
+        "use": "sig", "kty": "RSA", "kid": kid, "alg": "RS256",
+        "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
+    }))
+}
+
 /// Splits a DER `RSAPublicKey` (RFC 8017: SEQUENCE { n INTEGER, e INTEGER }) into n and e,
 /// without leading zero bytes.
 fn rsa_public_components(der: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {

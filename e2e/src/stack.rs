@@ -20,6 +20,10 @@ use crate::{
 pub const GCP_PROJECT_ID: &str = "my-project";
 pub const GCP_PROJECT_NUMBER: &str = "123456789012";
 pub const GCP_SERVICE_ACCOUNT: &str = "payments-api@my-project.iam.gserviceaccount.com";
+/// The service account Passport itself runs as on the GCP fake; its key file is
+/// `gcp-operator-key.json` in the stack folder.
+pub const GCP_OPERATOR_SERVICE_ACCOUNT: &str =
+    "passport-operator@my-project.iam.gserviceaccount.com";
 /// The Azure tenant, subscription and identity the samples use.
 pub const AZURE_TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const AZURE_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
@@ -99,7 +103,8 @@ impl Stack {
         let gcp = GcpFake::start(
             GcpOptions::new(ca.clone())
                 .project(GCP_PROJECT_ID, GCP_PROJECT_NUMBER)
-                .service_account(GCP_SERVICE_ACCOUNT),
+                .service_account(GCP_SERVICE_ACCOUNT)
+                .service_account(GCP_OPERATOR_SERVICE_ACCOUNT),
         )
         .await
         .context("starting the GCP emulator")?;
@@ -128,6 +133,22 @@ impl Stack {
             gcp,
             azure,
         };
+        // Google application default credentials for Passport: a key of its own service
+        // account, which google-cloud-auth turns into self-signed JWTs the fake verifies.
+        let key = stack
+            .gcp
+            .service_account_key(GCP_OPERATOR_SERVICE_ACCOUNT)?;
+        let key_file = stack.dir().join(GCP_KEY_FILE);
+        std::fs::write(&key_file, serde_json::to_vec_pretty(&key)?)
+            .with_context(|| format!("writing {}", key_file.display()))?;
+        // Clients that cannot take an extra CA (google-cloud-iam-admin-v1 builds its own
+        // client) read the platform roots; SSL_CERT_FILE points them at these plus the CA.
+        let roots = stack.dir().join(ROOTS_FILE);
+        std::fs::write(
+            &roots,
+            roots_with(&std::fs::read(stack.apiserver.ca_path())?),
+        )
+        .with_context(|| format!("writing {}", roots.display()))?;
         let env_file = stack.dir().join("stack.env");
         std::fs::write(&env_file, stack.env_file())
             .with_context(|| format!("writing {}", env_file.display()))?;
@@ -178,6 +199,15 @@ impl Stack {
             ("PASSPORT_STACK_GCP", gcp.base.clone()),
             ("PASSPORT_STACK_GCP_STS_TOKEN_URL", gcp.sts_token.clone()),
             ("GCP_PROJECT_ID", GCP_PROJECT_ID.to_owned()),
+            ("PASSPORT_GCP_IAM_ENDPOINT", gcp.base.clone()),
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                self.dir().join(GCP_KEY_FILE).display().to_string(),
+            ),
+            (
+                "SSL_CERT_FILE",
+                self.dir().join(ROOTS_FILE).display().to_string(),
+            ),
             ("GCP_PROJECT_NUMBER", GCP_PROJECT_NUMBER.to_owned()),
             ("PASSPORT_STACK_AZURE_ARM", self.azure.arm_url()),
             ("AZURE_AUTHORITY_HOST", self.azure.authority_url()),
@@ -200,4 +230,24 @@ impl Stack {
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect()
     }
+}
+
+const GCP_KEY_FILE: &str = "gcp-operator-key.json";
+const ROOTS_FILE: &str = "ssl-certs.pem";
+
+/// The system's CA bundle (where Debian, Fedora and Alpine keep it) followed by `extra`.
+fn roots_with(extra: &[u8]) -> Vec<u8> {
+    let mut out = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read(path).ok())
+    .unwrap_or_default();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(extra);
+    out
 }

@@ -10,7 +10,7 @@ use super::{
     error::ApiError,
     policy,
     pools::ACTIVE,
-    state::{Principal, Store, TokenRecord, pool_path, rfc3339},
+    state::{Principal, Store, TokenRecord, pool_path, rfc3339, whole_seconds},
 };
 
 /// Roles whose permissions include `iam.serviceAccounts.getAccessToken`.
@@ -149,6 +149,7 @@ pub(crate) fn generate_access_token(shared: &Shared, call: &Call) -> Result<Valu
     let email = account.email.clone();
     let expire_time = Timestamp::now()
         .checked_add(SignedDuration::from_secs_f64(lifetime))
+        .map(whole_seconds)
         .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
     let token = store.issue_token(
         "sa",

@@ -16,9 +16,11 @@
 mod attributes;
 mod credentials;
 mod error;
+mod keys;
 mod model;
 mod policy;
 mod pools;
+mod proto3;
 mod providers;
 pub mod routes;
 mod state;
@@ -73,6 +75,7 @@ impl GcpOptions {
                 operation_polls: 1,
                 soft_delete_retention: Duration::from_secs(30 * 24 * 3600),
                 access_token_lifetime: Duration::from_secs(3600),
+                require_authentication: false,
             },
             faults: Faults::default(),
             ports: (0, 0),
@@ -115,6 +118,13 @@ impl GcpOptions {
     /// How long soft-deleted pools and providers stay restorable.
     pub fn soft_delete_retention(mut self, retention: Duration) -> Self {
         self.config.soft_delete_retention = retention;
+        self
+    }
+
+    /// Refuses IAM calls (pools, providers, operations, service accounts and their policies)
+    /// that carry no Bearer token. Tokens that are present are verified either way.
+    pub fn require_authentication(mut self) -> Self {
+        self.config.require_authentication = true;
         self
     }
 
@@ -209,6 +219,12 @@ impl GcpFake {
         &self.faults
     }
 
+    /// Creates a key for a seeded service account and returns Google's JSON key file for it
+    /// (`type: service_account`), usable by google-cloud-auth for self-signed JWT access.
+    pub fn service_account_key(&self, email: &str) -> anyhow::Result<Value> {
+        keys::create(&mut self.shared.lock(), email)
+    }
+
     /// Seeds a service account at run time.
     pub fn add_service_account(&self, email: &str) -> anyhow::Result<()> {
         policy::seed(&mut self.shared.lock(), email, None)
@@ -264,7 +280,8 @@ impl Call {
         } else {
             &self.body
         };
-        serde_json::from_slice(body).map_err(|e| bad_json(&e, message_field))
+        let raw: Value = serde_json::from_slice(body).map_err(|e| bad_json(&e, message_field))?;
+        serde_json::from_value(proto3::normalize(raw)).map_err(|e| bad_json(&e, message_field))
     }
 
     /// The Bearer token of the `Authorization` header.
@@ -305,6 +322,11 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         headers: parts.headers,
         body,
     };
+    if matched.endpoint.is_iam()
+        && let Err(e) = keys::authenticate(&shared.lock(), &call)
+    {
+        return e.into_response();
+    }
     let result = match matched.endpoint {
         Endpoint::CreatePool => pools::create(&shared, &call),
         Endpoint::ListPools => pools::list(&shared, &call),

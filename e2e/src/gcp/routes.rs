@@ -41,6 +41,17 @@ pub(crate) enum Endpoint {
     SeedServiceAccount,
 }
 
+impl Endpoint {
+    /// Calls to `iam.googleapis.com` authenticated with a Bearer token at Google. STS takes
+    /// none, and `generateAccessToken` checks its caller itself.
+    pub(crate) fn is_iam(self) -> bool {
+        !matches!(
+            self,
+            Self::Token | Self::GenerateAccessToken | Self::WhoAmI | Self::SeedServiceAccount
+        )
+    }
+}
+
 /// One served route: HTTP method and path pattern (`{param}` segments, optionally followed by
 /// a `:verb` suffix, as in discovery `flatPath`s).
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     error::ApiError,
+    keys::KeyRecord,
     model::{Policy, Pool, Provider},
 };
 
@@ -22,6 +23,8 @@ pub(crate) struct Config {
     pub operation_polls: u32,
     pub soft_delete_retention: Duration,
     pub access_token_lifetime: Duration,
+    /// Refuse IAM calls without a Bearer token (tokens present are always verified).
+    pub require_authentication: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,8 @@ pub(crate) struct Store {
     operations: HashMap<String, OperationRecord>,
     pub service_accounts: BTreeMap<String, ServiceAccountRecord>,
     pub tokens: HashMap<String, TokenRecord>,
+    /// Service-account keys by key id.
+    pub keys: HashMap<String, KeyRecord>,
     writes: HashMap<String, VecDeque<Instant>>,
     counter: u64,
     hasher: RandomState,
@@ -127,6 +132,7 @@ impl Store {
             operations: HashMap::new(),
             service_accounts: BTreeMap::new(),
             tokens: HashMap::new(),
+            keys: HashMap::new(),
             writes: HashMap::new(),
             counter: 0,
             hasher: RandomState::new(),
@@ -245,9 +251,27 @@ impl Store {
     }
 }
 
-/// A protobuf `Timestamp` in JSON: RFC 3339, UTC, microsecond precision like Google's.
+/// A protobuf `Timestamp` in JSON as proto3 prints it: RFC 3339 in UTC (`Z`) with 0, 3, 6 or
+/// 9 fractional digits, as few as the value needs.
 pub(crate) fn rfc3339(at: Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let nanos = at.subsec_nanosecond();
+    let seconds = at.strftime("%Y-%m-%dT%H:%M:%S");
+    if nanos == 0 {
+        format!("{seconds}Z")
+    } else if nanos % 1_000_000 == 0 {
+        format!("{seconds}.{:03}Z", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!("{seconds}.{:06}Z", nanos / 1_000)
+    } else {
+        format!("{seconds}.{nanos:09}Z")
+    }
+}
+
+/// `at` without its fraction of a second: Google issues access tokens expiring on whole
+/// seconds (`"expireTime": "2014-10-02T15:01:23Z"` in the IAM Credentials reference), and
+/// google-auth for Python parses `expireTime` with a format that has no fraction.
+pub(crate) fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn operation_json(name: &str, record: &OperationRecord, done: bool) -> Value {
@@ -277,11 +301,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_have_microsecond_precision() -> anyhow::Result<()> {
+    fn timestamps_print_as_proto3_does() -> anyhow::Result<()> {
         let at: Timestamp = "2026-01-02T03:04:05.123456789Z".parse()?;
-        assert_eq!(rfc3339(at), "2026-01-02T03:04:05.123456Z");
+        assert_eq!(rfc3339(at), "2026-01-02T03:04:05.123456789Z");
+        let micros: Timestamp = "2026-01-02T03:04:05.123456Z".parse()?;
+        assert_eq!(rfc3339(micros), "2026-01-02T03:04:05.123456Z");
+        let millis: Timestamp = "2026-01-02T03:04:05.120Z".parse()?;
+        assert_eq!(rfc3339(millis), "2026-01-02T03:04:05.120Z");
         let whole: Timestamp = "2026-01-02T03:04:05Z".parse()?;
-        assert_eq!(rfc3339(whole), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(rfc3339(whole), "2026-01-02T03:04:05Z");
+        assert_eq!(rfc3339(whole_seconds(at)), "2026-01-02T03:04:05Z");
         Ok(())
     }
 }

@@ -53,6 +53,8 @@ async fn fields(call: &Call) -> Result<HashMap<&'static str, String>, OAuthError
             .map_err(|e| OAuthError::invalid_request(format!("Invalid JSON payload: {e}")))?;
         object
             .into_iter()
+            // proto3 JSON: null is the field's default, i.e. absent.
+            .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
                 other => Err(OAuthError::invalid_request(format!(

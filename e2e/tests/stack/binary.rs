@@ -80,6 +80,9 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
         "AWS_ENDPOINT_URL_STS",
         "PASSPORT_STACK_MOTO",
         "PASSPORT_STACK_GCP",
+        "PASSPORT_GCP_IAM_ENDPOINT",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SSL_CERT_FILE",
         "PASSPORT_STACK_AZURE_ARM",
         "AZURE_AUTHORITY_HOST",
         "AZURE_TENANT_ID",
@@ -92,6 +95,23 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
             "{key} missing from stack.env: {env:?}"
         );
     }
+
+    // Google application default credentials: a service-account key file for Passport.
+    let key: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&env["GOOGLE_APPLICATION_CREDENTIALS"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(key["type"], "service_account");
+    assert_eq!(
+        key["client_email"],
+        passport_e2e::stack::GCP_OPERATOR_SERVICE_ACCOUNT
+    );
+    let roots = std::fs::read_to_string(&env["SSL_CERT_FILE"]).unwrap();
+    let ca = std::fs::read_to_string(&env["PASSPORT_STACK_CA"]).unwrap();
+    assert!(
+        roots.contains(ca.trim()),
+        "SSL_CERT_FILE lacks the stack CA"
+    );
 
     // The Kubernetes API answers through the kubeconfig it wrote.
     let kubeconfig =

@@ -261,3 +261,64 @@ async fn sts_uses_inline_jwks_and_the_default_audience() -> anyhow::Result<()> {
     assert_eq!(response.status(), StatusCode::OK);
     Ok(())
 }
+
+/// What google-auth for Python sends and reads: `"delegates": null` (proto3 JSON null is the
+/// default), and an `expireTime` on whole seconds, which it parses with `%Y-%m-%dT%H:%M:%SZ`.
+#[tokio::test]
+async fn impersonation_takes_null_fields_and_expires_on_whole_seconds() -> anyhow::Result<()> {
+    let env = Env::start(|o| o).await?;
+    trust(
+        &env,
+        "k8s-oidc",
+        json!({ "issuerUri": env.issuer.url(), "allowedAudiences": ["gcp-sts"] }),
+    )
+    .await?;
+    let token = env.k8s_token("gcp-sts", "team-a", 600)?;
+    let (_, exchanged) = env
+        .exchange(&audience("pool-1", "k8s-oidc"), &token)
+        .await?;
+    let federated = exchanged["access_token"].as_str().unwrap_or_default();
+    env.set_policy(&[&format!(
+        "principal://iam.googleapis.com/projects/{NUMBER}/locations/global/workloadIdentityPools/pool-1/subject/system:serviceaccount:team-a:api"
+    )])
+    .await?;
+    let response = env
+        .client
+        .post(env.fake.https().impersonation_url(SA))
+        .bearer_auth(federated)
+        .json(&json!({ "delegates": null, "scope": [SCOPE], "lifetime": "3600s" }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expire = body["expireTime"].as_str().unwrap_or_default();
+    let shape = expire.len() == "2014-10-02T15:01:23Z".len()
+        && expire.ends_with('Z')
+        && !expire.contains('.');
+    assert!(shape, "expireTime {expire:?} is not on whole seconds");
+    let expire: jiff::Timestamp = expire.parse()?;
+    assert!(expire > jiff::Timestamp::now());
+
+    // A proto field name is as good as its JSON name; an unknown one is still refused.
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("v1/{}?workloadIdentityPoolId=pool-2", pools(PROJECT)),
+            Some(json!({ "display_name": "snake", "description": null })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, pool) = env.get(&format!("v1/{}/pool-2", pools(PROJECT))).await?;
+    assert_eq!(pool["displayName"], "snake");
+    assert!(pool.get("description").is_none(), "{pool}");
+    let refused = env
+        .call(
+            Method::POST,
+            &format!("v1/{}?workloadIdentityPoolId=pool-3", pools(PROJECT)),
+            Some(json!({ "colour": null, "shade": "x" })),
+        )
+        .await?;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
+    Ok(())
+}
