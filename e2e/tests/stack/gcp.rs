@@ -4,6 +4,7 @@
 //! This file holds the harness; the tests are in the submodules.
 
 mod exchange;
+mod google_auth;
 mod lifecycle;
 mod spec;
 
@@ -33,6 +34,7 @@ pub(crate) struct Env {
     pub(crate) client: reqwest::Client,
     pub(crate) base: String,
     pub(crate) issuer: Issuer,
+    pub(crate) ca: Arc<Ca>,
     _issuer_server: Server,
 }
 
@@ -70,6 +72,7 @@ impl Env {
             client: ca.client()?,
             fake,
             issuer,
+            ca,
             _issuer_server: issuer_server,
         })
     }

@@ -62,6 +62,8 @@ struct ProxyState {
     seen: Mutex<Vec<Recorded>>,
     /// Make one concurrent setIamPolicy (adding [`MEMBER`]) just before the next one passes.
     interfere: AtomicBool,
+    /// Forward the next POST whose path ends with this, then answer 503 as if the answer was lost.
+    lose_answer: Mutex<Option<String>>,
 }
 
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
@@ -90,7 +92,22 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             upstream = upstream.header(name, value);
         }
     }
+    let lose = {
+        let mut lose = state.lose_answer.lock().unwrap();
+        let hit = parts.method == Method::POST
+            && lose.as_deref().is_some_and(|suffix| path.ends_with(suffix));
+        if hit {
+            *lose = None;
+        }
+        hit
+    };
     match upstream.send().await {
+        Ok(_) if lose => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            r#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#,
+        )
+            .into_response(),
         Ok(response) => {
             let status = response.status();
             let headers: HeaderMap = response.headers().clone();
@@ -231,6 +248,10 @@ impl Env {
 
     pub fn forget_seen(&self) {
         self.proxy.seen.lock().unwrap().clear();
+    }
+
+    pub fn lose_next_answer(&self, path_suffix: &str) {
+        *self.proxy.lose_answer.lock().unwrap() = Some(path_suffix.to_owned());
     }
 
     pub fn interfere_once(&self) {

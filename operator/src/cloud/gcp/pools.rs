@@ -153,13 +153,26 @@ impl GcpProvider {
             name: path.clone(),
             changes: Vec::new(),
         };
-        let mut current = match observed {
+        let observed = match observed {
             None => {
                 let body = serde_json::to_value(&target.desired).unwrap_or(Value::Null);
                 let request = Request::write(kind.create, Method::POST, target.parent.clone())
                     .query(kind.id_param, target.id)
                     .body(&body);
-                let response = self.write(target.project, request).await?;
+                let response = match self.write(target.project, request).await {
+                    Ok(response) => response,
+                    // A create retried after a lost answer finds its own first attempt: look
+                    // again and carry on as for an existing object (the owner check decides).
+                    Err(e) if e.code.as_deref() == Some("ALREADY_EXISTS") => {
+                        match self.observe::<T>(kind, path.clone()).await? {
+                            Some(found) => {
+                                return self.converge(target, found, step, description, mask).await;
+                            }
+                            None => return Err(e),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                };
                 let created: Observed<T> = match response {
                     Some(value) => parse(kind.create, value)?,
                     None => Observed::default(),
@@ -175,6 +188,24 @@ impl GcpProvider {
             }
             Some(observed) => observed,
         };
+        self.converge(target, observed, step, description, mask)
+            .await
+    }
+
+    /// Brings an existing pool or provider to `target`: owner check, undelete, patch.
+    async fn converge<T>(
+        &self,
+        target: Target<'_, T>,
+        mut current: Observed<T>,
+        mut step: Step,
+        description: impl Fn(&T) -> &str,
+        mask: impl Fn(&T, &T) -> Vec<&'static str>,
+    ) -> Result<Step, CloudError>
+    where
+        T: Serialize + DeserializeOwned + Default + Clone,
+    {
+        let kind = target.kind;
+        let path = target.path();
         check_owner(
             kind,
             kind.get,

@@ -140,3 +140,26 @@ async fn the_write_limiter_keeps_writes_within_the_rate() -> anyhow::Result<()> 
     assert!(started.elapsed() >= window, "{:?}", started.elapsed());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_found_on_retry() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    env.lose_next_answer("/workloadIdentityPools");
+    let ensured = env
+        .provider
+        .ensure_workload_identity_provider(&intent("passport-pool"))
+        .await?;
+    // The retried create met its own first attempt (ALREADY_EXISTS) and took the pool as
+    // Passport's after checking its owner.
+    assert_eq!(
+        env.calls
+            .operation(Cloud::Gcp, "CreateWorkloadIdentityPool"),
+        2
+    );
+    assert_eq!(env.pool("passport-pool").await?["state"], "ACTIVE");
+    assert_eq!(
+        ensured.state.provider_name,
+        format!("{}/providers/cluster", pool_path("passport-pool"))
+    );
+    Ok(())
+}
