@@ -140,21 +140,7 @@ fn is_false(value: &bool) -> bool {
 /// Converts a field-mask path to the JSON (lowerCamelCase) spelling; Google accepts both.
 fn camel_path(path: &str) -> String {
     path.split('.')
-        .map(|part| {
-            let mut out = String::with_capacity(part.len());
-            let mut upper = false;
-            for c in part.chars() {
-                if c == '_' {
-                    upper = true;
-                } else if upper {
-                    out.extend(c.to_uppercase());
-                    upper = false;
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        })
+        .map(super::proto3::json_name)
         .collect::<Vec<_>>()
         .join(".")
 }

@@ -42,7 +42,7 @@ fn normalize_message(object: Map<String, Value>) -> Map<String, Value> {
 }
 
 /// The lowerCamelCase JSON name of a proto field name (`issuer_uri` -> `issuerUri`).
-fn json_name(field: &str) -> String {
+pub(super) fn json_name(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
     let mut upper = false;
     for c in field.chars() {
