@@ -59,6 +59,19 @@ pub fn is_valid_aws_role_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= AWS_ROLE_NAME_MAX && name.chars().all(aws_role_char)
 }
 
+/// The ARN of the role `role_name` under `role_path` (which starts and ends with `/`).
+pub fn aws_role_arn(partition: &str, account_id: &str, role_path: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account_id}:role{role_path}{role_name}")
+}
+
+/// The full name of a workload identity pool provider:
+/// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.
+pub fn gcp_provider_name(project_number: &str, pool_id: &str, provider_id: &str) -> String {
+    format!(
+        "projects/{project_number}/locations/global/workloadIdentityPools/{pool_id}/providers/{provider_id}"
+    )
+}
+
 /// The Sid of Passport's statement in an adopted role's trust policy: `Passport` followed by
 /// the cluster, namespace and policy with only their letters and digits, and a stable hash of
 /// the three (so that `a-b/c` and `a/b-c` stay distinct). IAM Sids are alphanumeric.

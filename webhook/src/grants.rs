@@ -158,12 +158,11 @@ pub fn aws_role_arn(
         .role_name
         .clone()
         .unwrap_or_else(|| passport_crds::naming::aws_role_name(&config.cluster_name, ns, policy));
-    format!(
-        "arn:{}:iam::{}:role{}{}",
+    passport_crds::naming::aws_role_arn(
         trust.partition.as_str(),
-        trust.account_id,
-        trust.role_path,
-        name
+        &trust.account_id,
+        &trust.role_path,
+        &name,
     )
 }
 
@@ -235,9 +234,10 @@ pub fn azure_from_policy(
 
 /// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.
 pub fn gcp_provider_name(trust: &GcpTrust) -> String {
-    format!(
-        "projects/{}/locations/global/workloadIdentityPools/{}/providers/{}",
-        trust.project_number, trust.pool_id, trust.provider_id
+    passport_crds::naming::gcp_provider_name(
+        &trust.project_number,
+        &trust.pool_id,
+        &trust.provider_id,
     )
 }
 

@@ -226,11 +226,11 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let arn = format!(
-            "arn:{}:iam::{}:role{}{role_name}",
+        let arn = naming::aws_role_arn(
             trust.partition.as_str(),
-            trust.account_id,
-            trust.role_path
+            &trust.account_id,
+            &trust.role_path,
+            &role_name,
         );
         Ok(PolicyPlan {
             cloud: Cloud::Aws.as_str(),

@@ -140,7 +140,8 @@ pub fn build(trust: &FederatedTrust, inputs: &Inputs<'_>) -> Result<TrustPlan, R
 /// The audience GCP tokens carry for a trust's provider.
 pub fn gcp_audience(project_number: &str, pool: &str, provider: &str) -> String {
     format!(
-        "//iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/{pool}/providers/{provider}"
+        "//iam.googleapis.com/{}",
+        passport_crds::naming::gcp_provider_name(project_number, pool, provider)
     )
 }
 
