@@ -79,6 +79,13 @@ pub struct AccessPolicySpec {
     /// credentials and records a Warning event; `Reject` refuses the pod.
     #[serde(default)]
     pub enforcement: Enforcement,
+
+    /// Prove the federation with a real token exchange: the operator requests a token for the
+    /// first service account (TokenRequest, the policy's audience, 10 minutes), exchanges it with
+    /// the cloud as its pods would, discards the result, and reports `Verified`. Off by default:
+    /// it needs the operator's `serviceaccounts/token` permission (the `verify` overlay).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
 }
 
 /// A reference to a FederatedTrust.

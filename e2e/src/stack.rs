@@ -200,6 +200,9 @@ impl Stack {
             ("PASSPORT_STACK_GCP_STS_TOKEN_URL", gcp.sts_token.clone()),
             ("GCP_PROJECT_ID", GCP_PROJECT_ID.to_owned()),
             ("PASSPORT_GCP_IAM_ENDPOINT", gcp.base.clone()),
+            // Where `Verified` exchanges tokens (Google STS, then impersonation).
+            ("PASSPORT_GCP_STS_ENDPOINT", gcp.base.clone()),
+            ("PASSPORT_GCP_IAMCREDENTIALS_ENDPOINT", gcp.base.clone()),
             (
                 "GOOGLE_APPLICATION_CREDENTIALS",
                 self.dir().join(GCP_KEY_FILE).display().to_string(),

@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use passport_operator::{offline, plan};
+use passport_operator::{offline, plan, run::RunArgs};
 
 /// Passport: pods use AWS, Google Cloud and Azure with no static keys.
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the version of the binary and of the API it serves.
     Version,
+    /// Run the operator: reconcile FederatedTrusts and AccessPolicies into the clouds.
+    Run(Box<RunArgs>),
     /// Write the CustomResourceDefinitions, generated from the API types.
     Crdgen {
         /// Directory to write one YAML file per CRD into.
@@ -105,6 +107,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Done)
         }
+        Command::Run(args) => {
+            init_logging();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(passport_operator::run::run(*args))?;
+            Ok(Outcome::Done)
+        }
         Command::Crdgen { out_dir, stdout } => crdgen(&out_dir, stdout).map(|()| Outcome::Done),
         Command::Plan {
             files,
@@ -168,6 +179,32 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Done)
         }
     }
+}
+
+/// Logs as text on standard error (`RUST_LOG`, default `info`); audit lines (target `audit`)
+/// as one JSON object each on standard output, apart from the rest.
+fn init_logging() {
+    use tracing_subscriber::{EnvFilter, Layer as _, filter, fmt, layer::SubscriberExt as _};
+    let logs = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
+        )
+        .with_filter(filter::filter_fn(|meta| {
+            meta.target() != passport_operator::audit::TARGET
+        }));
+    let audit = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stdout)
+        .with_filter(
+            filter::Targets::new()
+                .with_target(passport_operator::audit::TARGET, tracing::Level::INFO),
+        );
+    let subscriber = tracing_subscriber::registry().with(logs).with(audit);
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 fn crdgen(out_dir: &Path, stdout: bool) -> anyhow::Result<()> {

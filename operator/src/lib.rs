@@ -1,8 +1,12 @@
-//! Passport's operator: the cloud providers (and, next, the controllers, metrics and audit)
-//! behind the `passport` binary.
+//! Passport's operator: the cloud providers, the controllers, metrics and audit behind the
+//! `passport` binary.
 
+pub mod audit;
 pub mod cloud;
 pub mod controllers;
+pub mod leader;
 pub mod manifests;
+pub mod metrics;
 pub mod offline;
 pub mod plan;
+pub mod run;

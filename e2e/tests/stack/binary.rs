@@ -81,6 +81,8 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
         "PASSPORT_STACK_MOTO",
         "PASSPORT_STACK_GCP",
         "PASSPORT_GCP_IAM_ENDPOINT",
+        "PASSPORT_GCP_STS_ENDPOINT",
+        "PASSPORT_GCP_IAMCREDENTIALS_ENDPOINT",
         "GOOGLE_APPLICATION_CREDENTIALS",
         "SSL_CERT_FILE",
         "PASSPORT_STACK_AZURE_ARM",

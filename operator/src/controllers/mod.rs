@@ -1,9 +1,52 @@
-//! The controllers' pure cores: what each resource asks of the cloud (`desired`), computed from
-//! plain data with no IO, so that `passport plan` and the reconcilers share one answer.
+//! The controllers. Each kind has a pure core (`desired`: what the resource asks of the cloud,
+//! computed from plain data with no IO, so that `passport plan` and the reconcilers share one
+//! answer; `status`), its cloud side and its reconciler.
 
 pub mod access_policy;
+pub mod context;
 pub mod federated_trust;
+pub mod issuer;
+pub mod verify;
 
+/// How long a reconcile waits before the next one.
+pub mod requeue {
+    use std::time::Duration;
+
+    /// After a Kubernetes API error.
+    pub const KUBE_ERROR: Duration = Duration::from_secs(5);
+    /// After a failed verification: credentials may still be propagating.
+    pub const VERIFY_RETRY: Duration = Duration::from_secs(30);
+    /// While the issuer cannot be read or reached.
+    pub const ISSUER_RETRY: Duration = Duration::from_secs(60);
+
+    /// `base` plus up to 20% jitter, so that many resources never retry in step.
+    pub fn jittered(base: Duration) -> Duration {
+        let spread = base.as_millis() as u64 / 5;
+        base + Duration::from_millis(fastrand::u64(0..=spread))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn jitter_stays_within_a_fifth() {
+            for _ in 0..100 {
+                let d = jittered(Duration::from_secs(10));
+                assert!(
+                    d >= Duration::from_secs(10) && d <= Duration::from_secs(12),
+                    "{d:?}"
+                );
+            }
+        }
+    }
+}
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use passport_crds::conditions::Reason;
 
 /// Why Passport will not act on a resource: the condition reason and a message that names the
@@ -26,4 +69,42 @@ impl Refusal {
 
 fn reason_str<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(reason.as_str())
+}
+
+/// The reconcile clock.
+pub(crate) fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Whether the last status said the cloud matched this generation; a cloud change found now is
+/// drift.
+pub(crate) fn synced_at(
+    conditions: &[Condition],
+    observed: Option<i64>,
+    generation: Option<i64>,
+) -> bool {
+    observed == generation
+        && conditions
+            .iter()
+            .any(|c| c.type_ == "CloudSynced" && c.status == "True")
+}
+
+/// Merge-patches `status`; false when the object is gone meanwhile (nothing to report on).
+pub(crate) async fn patch_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<bool, context::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({ "status": status });
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error.into()),
+    }
 }

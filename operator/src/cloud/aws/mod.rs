@@ -30,28 +30,7 @@ impl AwsProvider {
     /// identity, container and instance metadata), so Passport can run on IRSA itself. The
     /// endpoint and an extra CA come from `config`.
     pub async fn from_env(config: &CloudConfig, calls: Calls) -> anyhow::Result<Self> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // The Caller retries and counts every attempt; the SDK must not retry underneath.
-            .retry_config(RetryConfig::disabled());
-        if let Some(endpoint) = &config.aws_iam_endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(pem) = config.ca_pem()? {
-            let trust = tls::TrustStore::default().with_pem_certificate(pem);
-            let context = tls::TlsContext::builder()
-                .with_trust_store(trust)
-                .build()
-                .context("building the TLS context for IAM")?;
-            loader = loader.http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .tls_context(context)
-                    .build_https(),
-            );
-        }
-        let sdk = loader.load().await;
+        let sdk = sdk_config(config, config.aws_iam_endpoint.as_deref()).await?;
         let mut iam = aws_sdk_iam::config::Builder::from(&sdk);
         if let Some(endpoint) = &config.aws_iam_endpoint {
             iam = iam.endpoint_url(endpoint);
@@ -71,6 +50,36 @@ impl AwsProvider {
             quota: config.aws_trust_policy_quota,
         }
     }
+}
+
+/// aws-config's standard chain (credentials, region, `AWS_ENDPOINT_URL_<SERVICE>`) with SDK
+/// retries off (the Caller retries and counts every attempt), trusting `config`'s extra CA;
+/// `endpoint` overrides every service's endpoint.
+pub async fn sdk_config(
+    config: &CloudConfig,
+    endpoint: Option<&str>,
+) -> anyhow::Result<aws_config::SdkConfig> {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(pem) = config.ca_pem()? {
+        let trust = tls::TrustStore::default().with_pem_certificate(pem);
+        let context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .context("building the TLS context for AWS")?;
+        loader = loader.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context)
+                .build_https(),
+        );
+    }
+    Ok(loader.load().await)
 }
 
 /// IAM tags from a tag map.

@@ -1,4 +1,7 @@
-//! The AccessPolicy controller.
+//! The AccessPolicy controller: `desired` (pure), `sync` (the cloud side), `status` (pure) and
+//! `reconcile` (the Kubernetes side).
 
 pub mod desired;
+pub mod reconcile;
 pub mod status;
+pub mod sync;

@@ -107,14 +107,20 @@ pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> Acc
         ),
         observed_generation: policy.metadata.generation,
         cloud: policy.spec.cloud().map(|c| c.as_str().to_owned()),
-        bound_service_accounts: Vec::new(),
+        // Until the next successful sync, the outputs keep saying what Passport last wrote to
+        // the cloud: a later sync or the cleanup removes exactly that.
+        identity: previous.identity.clone(),
+        bound_service_accounts: previous.bound_service_accounts.clone(),
         last_sync_time: previous.last_sync_time.clone(),
-        ..AccessPolicyStatus::default()
+        aws: previous.aws.clone(),
+        gcp: previous.gcp.clone(),
+        azure: previous.azure.clone(),
     };
     if let Sync::Synced(plan) = &observed.sync {
         status.identity = Some(plan.identity.clone());
         status.bound_service_accounts = policy.spec.service_accounts.clone();
         status.last_sync_time = Some(now);
+        (status.aws, status.gcp, status.azure) = (None, None, None);
         match &plan.object {
             PolicyObject::AwsRole(_) | PolicyObject::AwsTrustStatement(_) => {
                 status.aws = Some(AwsAccessStatus {
@@ -136,6 +142,36 @@ pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> Acc
         }
     }
     status
+}
+
+/// The status of a policy whose cleanup failed: its outputs stay (they say what is left to
+/// remove), and `Ready` and `CloudSynced` say why the deletion waits.
+pub fn deleting(
+    policy: &AccessPolicy,
+    reason: Reason,
+    message: &str,
+    now: Time,
+) -> AccessPolicyStatus {
+    let previous = policy.status.clone().unwrap_or_default();
+    let message = format!("cleaning up the cloud objects failed, the deletion waits: {message}");
+    let states = [
+        State::new(
+            ConditionType::Ready,
+            Status::False,
+            Reason::Deleting,
+            message.clone(),
+        ),
+        State::new(ConditionType::CloudSynced, Status::False, reason, message),
+    ];
+    AccessPolicyStatus {
+        conditions: conditions::to_conditions(
+            &states,
+            &previous.conditions,
+            policy.metadata.generation,
+            now,
+        ),
+        ..previous
+    }
 }
 
 /// Whether writing `next` would change anything a reader sees (status is written only then).

@@ -1,3 +1,5 @@
-//! The FederatedTrust controller.
+//! The FederatedTrust controller: `desired` and `status` (pure) and `reconcile`.
 
 pub mod desired;
+pub mod reconcile;
+pub mod status;

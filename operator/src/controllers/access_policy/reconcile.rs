@@ -1,0 +1,388 @@
+//! The AccessPolicy reconciler: reads the trust and the namespace, asks `desired` what the cloud
+//! should hold, makes it so (`sync`), labels the namespace for the webhook, verifies when asked,
+//! and writes the status only when it changed. Cloud errors become conditions; only Kubernetes
+//! API errors fail the reconcile.
+
+use std::{sync::Arc, time::Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Resource as _, ResourceExt as _,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+    },
+};
+use passport_crds::{
+    AccessPolicy, FederatedTrust,
+    federated_trust::DeletionPolicy,
+    keys::{FIELD_MANAGER, FINALIZER, NAMESPACE_ENABLED},
+    naming,
+};
+
+use super::{
+    desired::{self, Inputs},
+    status::{self, Observed, Sync},
+    sync,
+};
+use crate::{
+    audit::{self, Record, Who},
+    cloud::Owner,
+    controllers::{
+        context::{Context, Error},
+        now, patch_status, requeue, synced_at,
+    },
+};
+
+pub const KIND: &str = "AccessPolicy";
+
+/// The controller's reconcile function.
+pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = policy.namespace().unwrap_or_default();
+    let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let outcome = std::sync::Mutex::new("applied");
+    let result = finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            Finalizer::Apply(policy) => {
+                let (action, label) = apply(&policy, &ctx).await?;
+                *outcome.lock().unwrap_or_else(|e| e.into_inner()) = label;
+                Ok(action)
+            }
+            Finalizer::Cleanup(policy) => {
+                *outcome.lock().unwrap_or_else(|e| e.into_inner()) = "deleted";
+                cleanup(&policy, &ctx).await
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let label = match &result {
+        Ok(_) => *outcome.lock().unwrap_or_else(|e| e.into_inner()),
+        Err(error) => {
+            ctx.metrics.error(KIND, error.reason());
+            "error"
+        }
+    };
+    ctx.metrics.reconciled(KIND, label, started.elapsed());
+    result
+}
+
+/// After a Kubernetes API error: try again soon, with jitter.
+pub fn error_policy(policy: Arc<AccessPolicy>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any()),
+        %error,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(requeue::jittered(requeue::KUBE_ERROR))
+}
+
+async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static str), Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let resource = format!("{namespace}/{name}");
+    let trust_name = policy.spec.trust_ref.name.clone();
+    let trust = Api::<FederatedTrust>::all(ctx.client.clone())
+        .get_opt(&trust_name)
+        .await?;
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace)
+        .await?
+        .map(|ns| ns.labels().clone())
+        .unwrap_or_default();
+    let discovered = match &trust {
+        Some(t) if t.spec.issuer.is_none() => ctx.issuer.get().await.ok(),
+        _ => None,
+    };
+    let plan = desired::build(
+        policy,
+        &Inputs {
+            cluster: &ctx.settings.cluster,
+            trust: trust.as_ref(),
+            namespace_labels: &labels,
+            discovered_issuer: discovered.as_ref().map(|d| d.issuer.as_str()),
+            trust_policy_quota: ctx.settings.trust_policy_quota,
+        },
+    );
+    let reference = policy.object_ref(&());
+    let was_synced = policy.status.as_ref().is_some_and(|s| {
+        synced_at(
+            &s.conditions,
+            s.observed_generation,
+            policy.metadata.generation,
+        )
+    });
+    let who = Who {
+        kind: KIND,
+        resource: &resource,
+        trust: &trust_name,
+        drift: was_synced,
+    };
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            let next = status::compute(
+                policy,
+                &Observed {
+                    sync: Sync::Refused(&refusal),
+                    verification: None,
+                    azure_client_id: None,
+                },
+                now(),
+            );
+            ctx.metrics.error(KIND, refusal.reason.as_str());
+            if write_status(ctx, policy, &next).await? {
+                ctx.event(
+                    &reference,
+                    EventType::Warning,
+                    refusal.reason.as_str(),
+                    "Refuse",
+                    refusal.message.clone(),
+                )
+                .await;
+            }
+            // A refusal waits for the trust, the namespace or the spec to change (all watched).
+            return Ok((
+                Action::requeue(requeue::jittered(ctx.settings.resync)),
+                "refused",
+            ));
+        }
+    };
+    let (records, sync_result, client_id) = match sync::apply(&plan, policy, &ctx.clouds).await {
+        Ok(report) => (report.records, Ok(()), report.azure_client_id),
+        Err(failed) => (failed.records, Err(failed.error), None),
+    };
+    for record in &records {
+        audit::emit(&who, record);
+        let reason = if was_synced {
+            "DriftRepaired"
+        } else {
+            "CloudUpdated"
+        };
+        ctx.event(&reference, EventType::Normal, reason, "Sync", record.note())
+            .await;
+    }
+    let (sync_state, failure) = match &sync_result {
+        Ok(()) => (Sync::Synced(&plan), None),
+        Err(error) => {
+            audit::emit(&who, &Record::failed(error, &plan.identity));
+            ctx.metrics.error(KIND, error.reason().as_str());
+            (
+                Sync::Failed {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                },
+                Some(error.clone()),
+            )
+        }
+    };
+    if failure.is_none() {
+        label_namespace(ctx, &namespace).await?;
+    }
+    let verification = match (&failure, &trust) {
+        (None, Some(trust)) if policy.spec.verify || ctx.settings.verify_all => {
+            let mut checked = policy.clone();
+            if let Some(id) = &client_id {
+                checked
+                    .status
+                    .get_or_insert_default()
+                    .azure
+                    .get_or_insert_default()
+                    .client_id = Some(id.clone());
+            }
+            Some(ctx.verifier.verify(&checked, trust, &plan).await)
+        }
+        _ => None,
+    };
+    let next = status::compute(
+        policy,
+        &Observed {
+            sync: sync_state,
+            verification: verification.clone(),
+            azure_client_id: client_id,
+        },
+        now(),
+    );
+    if write_status(ctx, policy, &next).await? {
+        if let Some(error) = &failure {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                error.reason().as_str(),
+                "Sync",
+                error.to_string(),
+            )
+            .await;
+        }
+        if let Some(Err(message)) = &verification {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "VerificationFailed",
+                "Verify",
+                message.clone(),
+            )
+            .await;
+        }
+    }
+    Ok(match (failure, verification) {
+        (Some(error), _) => (
+            Action::requeue(requeue::jittered(error.requeue_after())),
+            "failed",
+        ),
+        // Credentials take a while to propagate (Azure: minutes): verify again soon.
+        (None, Some(Err(_))) => (
+            Action::requeue(requeue::jittered(requeue::VERIFY_RETRY)),
+            "unverified",
+        ),
+        _ => (
+            Action::requeue(requeue::jittered(ctx.settings.resync)),
+            "applied",
+        ),
+    })
+}
+
+async fn cleanup(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let resource = format!("{namespace}/{name}");
+    let trust_name = policy.spec.trust_ref.name.clone();
+    let trust = Api::<FederatedTrust>::all(ctx.client.clone())
+        .get_opt(&trust_name)
+        .await?;
+    let reference = policy.object_ref(&());
+    let retain = trust
+        .as_ref()
+        .is_some_and(|t| t.spec.deletion_policy == DeletionPolicy::Retain);
+    if retain {
+        ctx.event(
+            &reference,
+            EventType::Normal,
+            "Retained",
+            "Delete",
+            format!(
+                "FederatedTrust {trust_name} has deletionPolicy: Retain; the policy's cloud \
+                 objects are left in place"
+            ),
+        )
+        .await;
+    } else {
+        let owner = Owner::policy(&ctx.settings.cluster, &namespace, &name);
+        let sid = naming::aws_statement_sid(&ctx.settings.cluster, &namespace, &name);
+        let who = Who {
+            kind: KIND,
+            resource: &resource,
+            trust: &trust_name,
+            drift: false,
+        };
+        match sync::cleanup(policy, &owner, &ctx.clouds, &sid).await {
+            Ok(report) => {
+                for record in &report.records {
+                    audit::emit(&who, record);
+                }
+            }
+            Err(failed) => {
+                for record in &failed.records {
+                    audit::emit(&who, record);
+                }
+                let error = failed.error;
+                audit::emit(&who, &Record::failed(&error, &resource));
+                ctx.metrics.error(KIND, error.reason().as_str());
+                // The finalizer stays until the cloud is clean; the condition says why.
+                let next = status::deleting(policy, error.reason(), &error.to_string(), now());
+                if write_status(ctx, policy, &next).await? {
+                    ctx.event(
+                        &reference,
+                        EventType::Warning,
+                        error.reason().as_str(),
+                        "Delete",
+                        error.to_string(),
+                    )
+                    .await;
+                }
+                return Ok(Action::requeue(requeue::jittered(error.requeue_after())));
+            }
+        }
+    }
+    unlabel_namespace_if_unused(ctx, &namespace, &name).await?;
+    Ok(Action::await_change())
+}
+
+/// Patches the status when it changed; returns whether it wrote.
+async fn write_status(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    next: &passport_crds::AccessPolicyStatus,
+) -> Result<bool, Error> {
+    if !status::changed(policy.status.as_ref(), next) {
+        return Ok(false);
+    }
+    let api: Api<AccessPolicy> =
+        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    patch_status(&api, &policy.name_any(), next).await
+}
+
+/// Labels the namespace so the webhook's namespaceSelector covers it.
+async fn label_namespace(ctx: &Context, namespace: &str) -> Result<(), Error> {
+    set_namespace_label(ctx, namespace, true).await
+}
+
+/// Removes the namespace label when no other AccessPolicy in it remains.
+async fn unlabel_namespace_if_unused(
+    ctx: &Context,
+    namespace: &str,
+    leaving: &str,
+) -> Result<(), Error> {
+    let policies: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), namespace);
+    let others = policies
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.name.as_deref() != Some(leaving))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .count();
+    if others > 0 {
+        return Ok(());
+    }
+    set_namespace_label(ctx, namespace, false).await
+}
+
+/// Sets or removes `passport.dev/enabled` on a namespace that exists and is not terminating;
+/// writes only when the label differs.
+async fn set_namespace_label(ctx: &Context, namespace: &str, enabled: bool) -> Result<(), Error> {
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    let Some(ns) = api.get_opt(namespace).await? else {
+        return Ok(());
+    };
+    let current = ns.labels().get(NAMESPACE_ENABLED).map(String::as_str);
+    if (enabled && current == Some("true"))
+        || (!enabled && current.is_none())
+        || ns.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(());
+    }
+    let value = enabled.then_some("true");
+    let patch = serde_json::json!({"metadata": {"labels": {NAMESPACE_ENABLED: value}}});
+    api.patch(
+        namespace,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    if enabled {
+        tracing::info!(namespace, "labelled the namespace for the webhook");
+    } else {
+        tracing::info!(
+            namespace,
+            "the namespace's last AccessPolicy is gone; removed its label"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! What every reconcile shares: the Kubernetes client, the cloud providers, the issuer as the
+//! API server publishes it, the Event recorder, the metrics, and the run's settings.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use passport_crds::Cloud;
+
+use super::{issuer::ClusterIssuer, verify::Verifier};
+use crate::{
+    cloud::{
+        CloudError, ErrorKind, FederatedCredentials, OidcProviders, Roles, ServiceAccountBindings,
+        WorkloadIdentityPools, fake::FakeCloud,
+    },
+    metrics::Metrics,
+};
+
+/// The cloud providers `passport run` could build. A cloud Passport has no credentials for is
+/// None; its resources then report that instead of failing opaquely.
+#[derive(Clone, Default)]
+pub struct Clouds {
+    pub oidc_providers: Option<Arc<dyn OidcProviders>>,
+    pub roles: Option<Arc<dyn Roles>>,
+    pub pools: Option<Arc<dyn WorkloadIdentityPools>>,
+    pub bindings: Option<Arc<dyn ServiceAccountBindings>>,
+    pub credentials: Option<Arc<dyn FederatedCredentials>>,
+}
+
+impl Clouds {
+    /// Every cloud served by one in-memory fake.
+    pub fn fake(fake: Arc<FakeCloud>) -> Self {
+        Self {
+            oidc_providers: Some(fake.clone()),
+            roles: Some(fake.clone()),
+            pools: Some(fake.clone()),
+            bindings: Some(fake.clone()),
+            credentials: Some(fake),
+        }
+    }
+
+    pub fn oidc_providers(&self) -> Result<&dyn OidcProviders, CloudError> {
+        self.oidc_providers
+            .as_deref()
+            .ok_or_else(|| unconfigured(Cloud::Aws))
+    }
+
+    pub fn roles(&self) -> Result<&dyn Roles, CloudError> {
+        self.roles
+            .as_deref()
+            .ok_or_else(|| unconfigured(Cloud::Aws))
+    }
+
+    pub fn pools(&self) -> Result<&dyn WorkloadIdentityPools, CloudError> {
+        self.pools
+            .as_deref()
+            .ok_or_else(|| unconfigured(Cloud::Gcp))
+    }
+
+    pub fn bindings(&self) -> Result<&dyn ServiceAccountBindings, CloudError> {
+        self.bindings
+            .as_deref()
+            .ok_or_else(|| unconfigured(Cloud::Gcp))
+    }
+
+    pub fn credentials(&self) -> Result<&dyn FederatedCredentials, CloudError> {
+        self.credentials
+            .as_deref()
+            .ok_or_else(|| unconfigured(Cloud::Azure))
+    }
+}
+
+fn unconfigured(cloud: Cloud) -> CloudError {
+    let how = match cloud {
+        Cloud::Aws => {
+            "give the operator AWS credentials (IRSA, EKS Pod Identity, or the AWS_* \
+                       environment)"
+        }
+        Cloud::Gcp => {
+            "give the operator Google application default credentials \
+                       (GOOGLE_APPLICATION_CREDENTIALS or workload identity)"
+        }
+        Cloud::Azure => {
+            "give the operator Azure credentials (AZURE_CLIENT_ID with \
+                         AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE, and AZURE_TENANT_ID)"
+        }
+        Cloud::Oidc => "nothing is needed for OIDC relying parties",
+    };
+    CloudError::new(
+        ErrorKind::AccessDenied,
+        cloud,
+        "Configure",
+        format!("Passport runs without {cloud} credentials: {how}, then restart it"),
+    )
+}
+
+/// Settings of the run that reconciles read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--cluster-name`: part of every cloud object's name and owner tags.
+    pub cluster: String,
+    /// How often a resource in steady state is re-read from the cloud to repair drift.
+    pub resync: Duration,
+    /// The AWS account's trust-policy quota.
+    pub trust_policy_quota: usize,
+    /// Verify every AccessPolicy with a token exchange, whatever its `spec.verify`.
+    pub verify_all: bool,
+}
+
+/// The shared state of both controllers.
+pub struct Context {
+    pub client: Client,
+    pub clouds: Clouds,
+    pub settings: Settings,
+    /// For the issuer checks, trusting the system roots and the extra CA bundle.
+    pub http: reqwest::Client,
+    pub issuer: ClusterIssuer,
+    pub verifier: Verifier,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        clouds: Clouds,
+        settings: Settings,
+        http: reqwest::Client,
+        issuer: ClusterIssuer,
+        verifier: Verifier,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "passport".to_owned(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clouds,
+            settings,
+            http,
+            issuer,
+            verifier,
+            metrics,
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            // The Events API caps notes at 1 kB.
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "could not publish an Event");
+        }
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// A reconcile that could not finish. Cloud errors do not end up here: they become conditions.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Kubernetes API: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) | Self::Finalizer(_) => "KubernetesApi",
+            Self::Serialize(_) => "Serialize",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloud_without_credentials_says_how_to_give_them() {
+        let clouds = Clouds::default();
+        let Err(error) = clouds.roles() else {
+            panic!("no AWS provider was configured");
+        };
+        assert_eq!(error.kind, ErrorKind::AccessDenied);
+        assert!(error.message.contains("AWS credentials"), "{error}");
+        assert!(clouds.credentials().is_err());
+        let fake = Clouds::fake(Arc::new(FakeCloud::default()));
+        assert!(fake.roles().is_ok() && fake.pools().is_ok() && fake.credentials().is_ok());
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("héllo".to_owned(), 2), "h");
+        assert_eq!(truncate("short".to_owned(), 10), "short");
+    }
+}

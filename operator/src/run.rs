@@ -1,0 +1,322 @@
+//! `passport run`: the operator process. It serves `/healthz`, `/readyz` and `/metrics` on a
+//! plain-HTTP port, campaigns for the Lease, and while it leads runs both controllers until
+//! SIGTERM (or Ctrl-C), when in-flight reconciles finish and the Lease is released.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, ResourceExt as _,
+    runtime::{Controller, reflector::ObjectRef, watcher},
+};
+use passport_crds::{AccessPolicy, FederatedTrust};
+use tokio::sync::watch;
+
+use crate::{
+    cloud::{Calls, CloudConfig, aws::AwsProvider, azure::AzureProvider, gcp::GcpProvider},
+    controllers::{
+        access_policy,
+        context::{Clouds, Context, Settings},
+        federated_trust,
+        issuer::ClusterIssuer,
+        verify::{Verifier, VerifyConfig},
+    },
+    leader::{Elector, Timing},
+    metrics::Metrics,
+};
+
+/// Flags of `passport run` (each also read from the environment).
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// This cluster's name: part of every cloud object's name and ownership tags, so that
+    /// clusters sharing an account never touch each other's objects.
+    #[arg(long, env = "PASSPORT_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (plain HTTP).
+    #[arg(long, env = "PASSPORT_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
+    pub health_addr: SocketAddr,
+    /// Seconds between drift checks of a resource in steady state.
+    #[arg(long, env = "PASSPORT_RESYNC_SECONDS", default_value_t = 600)]
+    pub resync_seconds: u64,
+    /// Verify every AccessPolicy with a token exchange, whatever its `spec.verify`.
+    #[arg(long, env = "PASSPORT_VERIFY_ALL")]
+    pub verify_all: bool,
+    /// Campaign for the Lease before reconciling (turn off only for a single replica).
+    #[arg(long, env = "PASSPORT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "passport-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease and in Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub cloud: CloudConfig,
+    #[command(flatten)]
+    pub verify: VerifyConfig,
+}
+
+#[derive(Clone)]
+struct Health {
+    ready: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or the in-cluster config)")?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "passport".to_owned()),
+            std::process::id()
+        )
+    });
+    let calls = Calls::default();
+    let metrics = Arc::new(Metrics::new(calls.clone()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(args.health_addr)
+        .await
+        .with_context(|| format!("listening on {}", args.health_addr))?;
+    let health_addr = listener.local_addr()?;
+    tracing::info!(%health_addr, "serving /healthz, /readyz and /metrics");
+    let health = Health {
+        ready: ready_rx,
+        metrics: metrics.clone(),
+    };
+    let server = tokio::spawn(async move {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .with_state(health);
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the health server stopped");
+        }
+    });
+
+    let clouds = clouds(&args.cloud, &calls).await?;
+    let http = args.cloud.http_client()?;
+    let sts = if clouds.roles.is_some() {
+        let sdk = crate::cloud::aws::sdk_config(&args.cloud, None).await?;
+        Some(aws_sdk_sts::Client::new(&sdk))
+    } else {
+        None
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        clouds,
+        Settings {
+            cluster: args.cluster_name.clone(),
+            resync: Duration::from_secs(args.resync_seconds.max(1)),
+            trust_policy_quota: args.cloud.aws_trust_policy_quota,
+            verify_all: args.verify_all,
+        },
+        http.clone(),
+        ClusterIssuer::new(client.clone(), Duration::from_secs(30)),
+        Verifier::new(client.clone(), http, sts, args.verify.clone()),
+        metrics,
+        Some(identity.clone()),
+    ));
+    client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API")?;
+    let _ = ready_tx.send(true);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight reconciles");
+        let _ = stop_tx.send(true);
+    });
+
+    let elector = args.leader_elect.then(|| {
+        Elector::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            Timing::default(),
+        )
+    });
+    if let Some(elector) = &elector {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            () = elector.acquire() => {}
+            _ = stop.wait_for(|s| *s) => {
+                server.abort();
+                return Ok(());
+            }
+        }
+    }
+    let lost = {
+        let controllers = controllers(client, ctx, stopped(stop_rx.clone()));
+        match &elector {
+            Some(elector) => tokio::select! {
+                () = controllers => false,
+                () = elector.hold() => true,
+            },
+            None => {
+                controllers.await;
+                false
+            }
+        }
+    };
+    if let Some(elector) = &elector {
+        elector.release().await;
+    }
+    server.abort();
+    if lost {
+        anyhow::bail!("lost the Lease; exiting so that a restart campaigns again");
+    }
+    Ok(())
+}
+
+/// Both controllers, until `shutdown` resolves.
+async fn controllers(
+    client: Client,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let trusts: Api<FederatedTrust> = Api::all(client.clone());
+    let policies: Api<AccessPolicy> = Api::all(client.clone());
+    let trust_controller = Controller::new(trusts.clone(), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            federated_trust::reconcile::reconcile,
+            federated_trust::reconcile::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "FederatedTrust controller");
+            }
+        });
+    let policy_controller = Controller::new(policies, watcher::Config::default());
+    let store = policy_controller.store();
+    let by_namespace = store.clone();
+    let policy_controller = policy_controller
+        // A trust change re-reconciles the policies that use it.
+        .watches(trusts, watcher::Config::default(), move |trust| {
+            let name = trust.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|p| p.spec.trust_ref.name == name)
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        // A namespace's labels decide whether trusts admit it.
+        .watches(
+            Api::<Namespace>::all(client),
+            watcher::Config::default(),
+            move |namespace| {
+                let name = namespace.name_any();
+                by_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            access_policy::reconcile::reconcile,
+            access_policy::reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "AccessPolicy controller");
+            }
+        });
+    futures::join!(trust_controller, policy_controller);
+}
+
+/// The providers for every cloud Passport has credentials for.
+async fn clouds(config: &CloudConfig, calls: &Calls) -> anyhow::Result<Clouds> {
+    let mut clouds = Clouds::default();
+    let aws = Arc::new(AwsProvider::from_env(config, calls.clone()).await?);
+    clouds.oidc_providers = Some(aws.clone());
+    clouds.roles = Some(aws);
+    match GcpProvider::from_env(config, calls.clone()).await {
+        Ok(gcp) => {
+            let gcp = Arc::new(gcp);
+            clouds.pools = Some(gcp.clone());
+            clouds.bindings = Some(gcp);
+        }
+        Err(error) => tracing::info!("GCP is off: {error:#}"),
+    }
+    match AzureProvider::from_env(config, calls.clone()) {
+        Ok(azure) => clouds.credentials = Some(Arc::new(azure)),
+        Err(error) => tracing::info!("Azure is off: {error:#}"),
+    }
+    Ok(clouds)
+}
+
+fn stopped(
+    mut stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
+    let (tx, rx) = watch::channel(());
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        drop(tx);
+    });
+    futures::FutureExt::shared(async move {
+        let mut rx = rx;
+        // Resolves when the sender is dropped.
+        while rx.changed().await.is_ok() {}
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if *health.ready.borrow() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+async fn metrics_text(State(health): State<Health>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        health.metrics.encode(),
+    )
+}
