@@ -9,13 +9,14 @@ VENV := .venv
 KUBE_BIN := $(CURDIR)/.cache/go/bin/passport-kube
 # The e2e tests written against TestCluster (`TestCluster::connect`, `TestCluster::fresh`): they
 # run on the emulator in `unit` and again on the real API server in `e2e-real`. `real_only::`
-# (RBAC) runs on the real server only.
+# (RBAC) runs on the real server only. The operator's e2e tests (`passport run` as a process,
+# operator/tests/run) run whole on both.
 REAL_API_TESTS := passport_api:: real_only:: \
   crud_selectors_conflicts_and_errors namespaces_get_defaults_and_delete_their_contents \
   secrets_fold_string_data_and_immutable_data_stays finalizers_status_subresource_and_generation \
   discovery_serves_builtins_and_crds custom_resources_are_pruned_defaulted_and_validated \
   every_served_version_reads_the_same_objects watcher_reflector_and_controller \
-  token_requests_verify_against_the_served_jwks kubelet_writes_projected_volumes_and_resolves_env \
+  token_requests_verify_against_the_served_jwks the_jwks_is_served_as_a_jwk_set_and_refused_to_json_only_clients kubelet_writes_projected_volumes_and_resolves_env \
   recorder_events_are_core_events_too metadata_only_reads_and_watches \
   server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
   lists_page_with_limit_and_continue passport_stack_serves_every_emulator_and_stops_on_ctrl_c
@@ -62,6 +63,8 @@ e2e-real: kube ## The TestCluster e2e tests again, on the real kube-apiserver
 	@mkdir -p target
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
 	  $(CARGO) test --locked -p passport-e2e --test stack -- $(REAL_API_TESTS) 2>&1 | tee target/test-real.log
+	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
+	  $(CARGO) test --locked -p passport-operator --test run 2>&1 | tee -a target/test-real.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
 
 venv: ## Project-local Python venv with the AWS emulator (moto)

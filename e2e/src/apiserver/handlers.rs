@@ -113,7 +113,12 @@ async fn route(
             return Ok((StatusCode::OK, "ok").into_response());
         }
         [".well-known", "openid-configuration"] => return Ok(token::openid_configuration(shared)),
-        ["openid", "v1", "jwks"] => return Ok(token::jwks(shared)),
+        ["openid", "v1", "jwks"] => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            return Ok(token::jwks(shared, accept));
+        }
         ["api"] => return Ok(discovery::core_versions(shared)),
         ["openapi", "v3"] => return Ok(openapi::index(shared)),
         ["openapi", "v3", rest @ ..] => return openapi::document(shared, rest),

@@ -277,6 +277,15 @@ impl ApiError {
         Self::new(410, "Gone", message)
     }
 
+    /// 406, with kube-apiserver's message listing what it can serve.
+    pub fn not_acceptable(available: &str) -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!("406: Not Acceptable\n\nAvailable representations: {available}"),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
         Self {

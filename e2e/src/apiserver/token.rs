@@ -25,9 +25,24 @@ pub fn openid_configuration(shared: &Shared) -> Response {
     }
 }
 
-pub fn jwks(shared: &Shared) -> Response {
+/// `/openid/v1/jwks`, served as kube-apiserver serves it: `application/jwk-set+json` only, so
+/// a client that accepts nothing but `application/json` gets 406 Not Acceptable.
+pub fn jwks(shared: &Shared, accept: Option<&str>) -> Response {
+    if let Some(accept) = accept
+        && !accept.split(',').any(|range| {
+            let range = range.split(';').next().unwrap_or_default().trim();
+            matches!(range, "application/jwk-set+json" | "application/*" | "*/*" | "")
+        })
+    {
+        return ApiError::not_acceptable("application/jwk-set+json").into_response();
+    }
     match shared.issuer.get() {
-        Some(issuer) => json_response(StatusCode::OK, &issuer.jwks()),
+        Some(issuer) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/jwk-set+json")],
+            issuer.jwks().to_string(),
+        )
+            .into_response(),
         None => ApiError::internal("the issuer is not ready").into_response(),
     }
 }

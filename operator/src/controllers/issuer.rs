@@ -51,15 +51,16 @@ impl ClusterIssuer {
     }
 
     async fn read(&self) -> Result<Discovered, String> {
-        let get = |path: &str| {
+        // kube-apiserver serves the JWKS only as application/jwk-set+json (406 otherwise).
+        let get = |path: &str, accept: &str| {
             http::Request::get(path)
-                .header(http::header::ACCEPT, "application/json")
+                .header(http::header::ACCEPT, accept)
                 .body(Vec::new())
                 .map_err(|e| e.to_string())
         };
         let configuration: serde_json::Value = self
             .client
-            .request(get("/.well-known/openid-configuration")?)
+            .request(get("/.well-known/openid-configuration", "application/json")?)
             .await
             .map_err(|e| {
                 format!("reading /.well-known/openid-configuration from the API server: {e}")
@@ -72,7 +73,10 @@ impl ClusterIssuer {
             .to_owned();
         let jwks = self
             .client
-            .request_text(get("/openid/v1/jwks")?)
+            .request_text(get(
+                "/openid/v1/jwks",
+                "application/jwk-set+json, application/json",
+            )?)
             .await
             .map_err(|e| format!("reading /openid/v1/jwks from the API server: {e}"))?;
         Ok(Discovered {

@@ -572,3 +572,32 @@ async fn metadata_only_reads_and_watches() -> anyhow::Result<()> {
     assert_eq!(first.name_any(), "meta");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_jwks_is_served_as_a_jwk_set_and_refused_to_json_only_clients() -> anyhow::Result<()> {
+    let (_server, client) = fresh().await?;
+    let get = |path: &str, accept: &str| {
+        axum::http::Request::get(path)
+            .header(axum::http::header::ACCEPT, accept)
+            .body(Vec::new())
+    };
+    let jwks: serde_json::Value = client
+        .request(get("/openid/v1/jwks", "application/jwk-set+json, application/json")?)
+        .await?;
+    assert!(jwks["keys"].as_array().is_some_and(|k| !k.is_empty()), "{jwks}");
+    let refused = client
+        .request::<serde_json::Value>(get("/openid/v1/jwks", "application/json")?)
+        .await
+        .expect_err("kube-apiserver answers 406 to a JSON-only Accept");
+    let kube::Error::Api(status) = refused else {
+        panic!("not a Status: {refused:?}");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (406, "NotAcceptable"));
+    assert!(status.message.contains("application/jwk-set+json"), "{}", status.message);
+    // The discovery document is plain JSON.
+    let discovery: serde_json::Value = client
+        .request(get("/.well-known/openid-configuration", "application/json")?)
+        .await?;
+    assert!(discovery["jwks_uri"].as_str().is_some_and(|u| u.ends_with("/openid/v1/jwks")));
+    Ok(())
+}
