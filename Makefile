@@ -22,7 +22,7 @@ REAL_API_TESTS := passport_api:: real_only:: \
   lists_page_with_limit_and_continue passport_stack_serves_every_emulator_and_stops_on_ctrl_c
 SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
 
-.PHONY: help test lint fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo
+.PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,6 +66,11 @@ e2e-real: kube ## The TestCluster e2e tests again, on the real kube-apiserver
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
 	  $(CARGO) test --locked -p passport-operator --test run 2>&1 | tee -a target/test-real.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
+
+bench: venv ## Benchmarks at full size: results in bench/results/*.json, table in docs/benchmarks.md
+	$(CARGO) build --release --locked -p passport-operator --bin passport
+	PASSPORT_BENCH=full PASSPORT_BIN=$(CURDIR)/target/release/passport \
+	  $(CARGO) test --locked -p passport-operator --test bench -- --nocapture
 
 venv: ## Project-local Python venv with the AWS emulator (moto)
 	e2e/scripts/venv.sh

@@ -114,9 +114,7 @@ async fn route(
         }
         [".well-known", "openid-configuration"] => return Ok(token::openid_configuration(shared)),
         ["openid", "v1", "jwks"] => {
-            let accept = headers
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
             return Ok(token::jwks(shared, accept));
         }
         ["api"] => return Ok(discovery::core_versions(shared)),

@@ -31,7 +31,10 @@ pub fn jwks(shared: &Shared, accept: Option<&str>) -> Response {
     if let Some(accept) = accept
         && !accept.split(',').any(|range| {
             let range = range.split(';').next().unwrap_or_default().trim();
-            matches!(range, "application/jwk-set+json" | "application/*" | "*/*" | "")
+            matches!(
+                range,
+                "application/jwk-set+json" | "application/*" | "*/*" | ""
+            )
         })
     {
         return ApiError::not_acceptable("application/jwk-set+json").into_response();

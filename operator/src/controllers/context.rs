@@ -1,7 +1,11 @@
 //! What every reconcile shares: the Kubernetes client, the cloud providers, the issuer as the
 //! API server publishes it, the Event recorder, the metrics, and the run's settings.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use kube::{
     Client,
@@ -109,6 +113,49 @@ pub struct Settings {
     pub verify_all: bool,
 }
 
+/// What a resource's last full sync saw. A reconcile with the same inputs within the resync
+/// period (the one its own status write triggers, say) skips the cloud entirely; a changed spec,
+/// trust or namespace, or the period's end, syncs again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inputs {
+    pub generation: Option<i64>,
+    /// The trust's resourceVersion and the namespace's labels, digested (policies), or the
+    /// cluster's JWKS (trusts).
+    pub digest: String,
+}
+
+/// The last full sync of every resource, by `kind/namespace/name`.
+#[derive(Default)]
+pub struct Synced {
+    entries: Mutex<HashMap<String, (Inputs, Instant)>>,
+}
+
+impl Synced {
+    /// How long ago a full sync saw exactly `inputs`, if it did within `period`.
+    pub fn fresh(&self, key: &str, inputs: &Inputs, period: Duration) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(seen, _)| seen == inputs)
+            .map(|(_, at)| at.elapsed())
+            .filter(|elapsed| *elapsed < period)
+    }
+
+    pub fn record(&self, key: String, inputs: Inputs) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (inputs, Instant::now()));
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
 /// The shared state of both controllers.
 pub struct Context {
     pub client: Client,
@@ -120,6 +167,7 @@ pub struct Context {
     pub verifier: Verifier,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub synced: Synced,
 }
 
 impl Context {
@@ -147,6 +195,7 @@ impl Context {
             issuer,
             verifier,
             metrics,
+            synced: Synced::default(),
         }
     }
 
@@ -220,6 +269,27 @@ mod tests {
         assert!(clouds.credentials().is_err());
         let fake = Clouds::fake(Arc::new(FakeCloud::default()));
         assert!(fake.roles().is_ok() && fake.pools().is_ok() && fake.credentials().is_ok());
+    }
+
+    #[test]
+    fn a_sync_is_fresh_only_for_the_same_inputs_within_the_period() {
+        let synced = Synced::default();
+        let inputs = Inputs {
+            generation: Some(2),
+            digest: "a".to_owned(),
+        };
+        let period = Duration::from_secs(60);
+        assert_eq!(synced.fresh("p", &inputs, period), None);
+        synced.record("p".to_owned(), inputs.clone());
+        assert!(synced.fresh("p", &inputs, period).is_some());
+        let edited = Inputs {
+            generation: Some(3),
+            ..inputs.clone()
+        };
+        assert_eq!(synced.fresh("p", &edited, period), None);
+        assert_eq!(synced.fresh("p", &inputs, Duration::ZERO), None);
+        synced.forget("p");
+        assert_eq!(synced.fresh("p", &inputs, period), None);
     }
 
     #[test]

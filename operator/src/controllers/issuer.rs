@@ -60,7 +60,10 @@ impl ClusterIssuer {
         };
         let configuration: serde_json::Value = self
             .client
-            .request(get("/.well-known/openid-configuration", "application/json")?)
+            .request(get(
+                "/.well-known/openid-configuration",
+                "application/json",
+            )?)
             .await
             .map_err(|e| {
                 format!("reading /.well-known/openid-configuration from the API server: {e}")

@@ -38,6 +38,7 @@ pub struct Harness {
     health_addr: String,
     operator: Mutex<Option<Child>>,
     pidfile: PathBuf,
+    resync_seconds: u64,
     /// Tests that count cloud calls take it exclusively; the others share it.
     quiet: tokio::sync::RwLock<()>,
 }
@@ -46,10 +47,15 @@ static HARNESS: OnceLock<Harness> = OnceLock::new();
 
 /// The shared stack and operator, started on first use.
 pub fn harness() -> &'static Harness {
-    HARNESS.get_or_init(|| start().expect("starting the stack and the operator"))
+    harness_with(RESYNC_SECONDS)
 }
 
-fn start() -> anyhow::Result<Harness> {
+/// The same, with the operator's drift-check period (the first caller decides).
+pub fn harness_with(resync_seconds: u64) -> &'static Harness {
+    HARNESS.get_or_init(|| start(resync_seconds).expect("starting the stack and the operator"))
+}
+
+fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
     passport_e2e::tls::install_crypto_provider();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -101,6 +107,7 @@ fn start() -> anyhow::Result<Harness> {
         health_addr,
         operator: Mutex::new(None),
         pidfile: stack.dir().join("operator.pid"),
+        resync_seconds,
         quiet: tokio::sync::RwLock::new(()),
     };
     harness.start_operator()?;
@@ -144,7 +151,11 @@ impl Harness {
         let child = Command::new("sh")
             .arg("-c")
             .arg(watchdog)
-            .arg(env!("CARGO_BIN_EXE_passport"))
+            // `make bench` measures the release build it names here.
+            .arg(
+                std::env::var("PASSPORT_BIN")
+                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_passport").to_owned()),
+            )
             .args([
                 "run",
                 "--cluster-name",
@@ -152,7 +163,7 @@ impl Harness {
                 "--health-addr",
                 &self.health_addr,
                 "--resync-seconds",
-                &RESYNC_SECONDS.to_string(),
+                &self.resync_seconds.to_string(),
             ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
@@ -162,6 +173,15 @@ impl Harness {
             .spawn()?;
         *self.operator.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
+    }
+
+    /// The operator's process ID.
+    pub fn operator_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Kills the operator with SIGKILL, as a node failure would, and waits for it to be gone.

@@ -582,9 +582,15 @@ async fn the_jwks_is_served_as_a_jwk_set_and_refused_to_json_only_clients() -> a
             .body(Vec::new())
     };
     let jwks: serde_json::Value = client
-        .request(get("/openid/v1/jwks", "application/jwk-set+json, application/json")?)
+        .request(get(
+            "/openid/v1/jwks",
+            "application/jwk-set+json, application/json",
+        )?)
         .await?;
-    assert!(jwks["keys"].as_array().is_some_and(|k| !k.is_empty()), "{jwks}");
+    assert!(
+        jwks["keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "{jwks}"
+    );
     let refused = client
         .request::<serde_json::Value>(get("/openid/v1/jwks", "application/json")?)
         .await
@@ -592,12 +598,26 @@ async fn the_jwks_is_served_as_a_jwk_set_and_refused_to_json_only_clients() -> a
     let kube::Error::Api(status) = refused else {
         panic!("not a Status: {refused:?}");
     };
-    assert_eq!((status.code, status.reason.as_str()), (406, "NotAcceptable"));
-    assert!(status.message.contains("application/jwk-set+json"), "{}", status.message);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (406, "NotAcceptable")
+    );
+    assert!(
+        status.message.contains("application/jwk-set+json"),
+        "{}",
+        status.message
+    );
     // The discovery document is plain JSON.
     let discovery: serde_json::Value = client
-        .request(get("/.well-known/openid-configuration", "application/json")?)
+        .request(get(
+            "/.well-known/openid-configuration",
+            "application/json",
+        )?)
         .await?;
-    assert!(discovery["jwks_uri"].as_str().is_some_and(|u| u.ends_with("/openid/v1/jwks")));
+    assert!(
+        discovery["jwks_uri"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/openid/v1/jwks"))
+    );
     Ok(())
 }

@@ -31,7 +31,7 @@ use crate::{
     audit::{self, Record, Who},
     cloud::Owner,
     controllers::{
-        context::{Context, Error},
+        context::{Context, Error, Inputs as SyncInputs},
         now, patch_status, requeue, synced_at,
     },
 };
@@ -93,6 +93,36 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
         .await?
         .map(|ns| ns.labels().clone())
         .unwrap_or_default();
+    let key = format!("{KIND}/{resource}");
+    let inputs = SyncInputs {
+        generation: policy.metadata.generation,
+        // The label Passport itself puts on the namespace changes nothing the policy reads.
+        digest: crate::audit::digest(&(
+            trust
+                .as_ref()
+                .and_then(|t| t.metadata.resource_version.clone()),
+            labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != NAMESPACE_ENABLED)
+                .collect::<Vec<_>>(),
+        )),
+    };
+    let was_synced = policy.status.as_ref().is_some_and(|s| {
+        synced_at(
+            &s.conditions,
+            s.observed_generation,
+            policy.metadata.generation,
+        )
+    });
+    if was_synced && let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
+        // Nothing this policy depends on changed since the last full sync.
+        return Ok((
+            Action::requeue(requeue::jittered(
+                ctx.settings.resync.saturating_sub(elapsed),
+            )),
+            "unchanged",
+        ));
+    }
     let discovered = match &trust {
         Some(t) if t.spec.issuer.is_none() => ctx.issuer.get().await.ok(),
         _ => None,
@@ -228,6 +258,12 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
             .await;
         }
     }
+    let verified = !matches!(verification, Some(Err(_)));
+    if failure.is_none() && verified {
+        ctx.synced.record(key, inputs);
+    } else {
+        ctx.synced.forget(&key);
+    }
     Ok(match (failure, verification) {
         (Some(error), _) => (
             Action::requeue(requeue::jittered(error.requeue_after())),
@@ -308,6 +344,7 @@ async fn cleanup(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> 
         }
     }
     unlabel_namespace_if_unused(ctx, &namespace, &name).await?;
+    ctx.synced.forget(&format!("{KIND}/{resource}"));
     Ok(Action::await_change())
 }
 

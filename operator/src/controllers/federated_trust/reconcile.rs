@@ -25,7 +25,7 @@ use crate::{
     audit::{self, Record, Who},
     cloud::{Change, CloudError, Deleted, OidcProviderRelease, Owner, WorkloadIdentityRef},
     controllers::{
-        context::{Context, Error},
+        context::{Context, Error, Inputs as SyncInputs},
         issuer, now, patch_status, requeue, synced_at,
     },
 };
@@ -69,6 +69,24 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
         tracing::warn!(trust = %name, %message, "could not read the issuer from the API server");
     }
     let discovered = discovered.ok();
+    let key = format!("{KIND}/{name}");
+    let inputs = SyncInputs {
+        generation: trust.metadata.generation,
+        digest: crate::audit::digest(&discovered.as_ref().map(|d| (&d.issuer, &d.jwks))),
+    };
+    let was_synced = trust.status.as_ref().is_some_and(|s| {
+        synced_at(
+            &s.conditions,
+            s.observed_generation,
+            trust.metadata.generation,
+        )
+    });
+    if was_synced && let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
+        // Neither the spec nor the cluster's keys changed since the last full sync.
+        return Ok(Action::requeue(requeue::jittered(
+            ctx.settings.resync.saturating_sub(elapsed),
+        )));
+    }
     let plan = desired::build(
         trust,
         &Inputs {
@@ -164,6 +182,11 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
             )
             .await;
         }
+    }
+    if failure.is_none() && !unreachable {
+        ctx.synced.record(key, inputs);
+    } else {
+        ctx.synced.forget(&key);
     }
     Ok(Action::requeue(requeue::jittered(match failure {
         Some(error) => error.requeue_after(),
