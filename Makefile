@@ -19,7 +19,7 @@ REAL_API_TESTS := passport_api:: real_only:: \
   token_requests_verify_against_the_served_jwks the_jwks_is_served_as_a_jwk_set_and_refused_to_json_only_clients kubelet_writes_projected_volumes_and_resolves_env \
   recorder_events_are_core_events_too metadata_only_reads_and_watches \
   server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
-  lists_page_with_limit_and_continue passport_stack_serves_every_emulator_and_stops_on_ctrl_c
+  lists_page_with_limit_and_continue url_webhooks_need_their_ca_bundle_and_follow_their_failure_policy passport_stack_serves_every_emulator_and_stops_on_ctrl_c
 SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
 
 .PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo

@@ -83,7 +83,7 @@ pub struct AccessPolicySpec {
     /// Prove the federation with a real token exchange: the operator requests a token for the
     /// first service account (TokenRequest, the policy's audience, 10 minutes), exchanges it with
     /// the cloud as its pods would, discards the result, and reports `Verified`. Off by default:
-    /// it needs the operator's `serviceaccounts/token` permission (the `verify` overlay).
+    /// it needs the operator to hold `create` on `serviceaccounts/token` (docs/operations.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verify: bool,
 }

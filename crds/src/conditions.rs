@@ -13,7 +13,8 @@ pub enum ConditionType {
     IssuerReachable,
     /// The cloud objects match the spec.
     CloudSynced,
-    /// The policy's references (trust, service accounts, conditions) check out (AccessPolicy).
+    /// A real token exchange for one bound service account worked (AccessPolicy, when
+    /// `spec.verify` or `--verify-all` asks for it).
     Verified,
 }
 

@@ -192,6 +192,8 @@ impl Stack {
                     aws::sdk::TEST_SECRET_ACCESS_KEY.to_owned(),
                 ),
                 ("AWS_REGION", aws::sdk::REGION.to_owned()),
+                // What Passport's webhook writes into pods: the stack's STS front.
+                ("PASSPORT_POD_AWS_STS_ENDPOINT", aws.sts_https_url()),
             ]);
         }
         let gcp = self.gcp.https();
@@ -222,6 +224,14 @@ impl Stack {
                 AZURE_OPERATOR_CLIENT_SECRET.to_owned(),
             ),
             ("PASSPORT_AZURE_ARM_ENDPOINT", self.azure.arm_url()),
+            // What Passport's webhook writes into pods: the stack's Google STS, IAM Credentials
+            // and Entra endpoints.
+            ("PASSPORT_POD_GCP_TOKEN_URL", gcp.sts_token.clone()),
+            ("PASSPORT_POD_GCP_IAMCREDENTIALS_URL", gcp.base.clone()),
+            (
+                "PASSPORT_POD_AZURE_AUTHORITY_HOST",
+                self.azure.authority_url(),
+            ),
         ]);
         env
     }

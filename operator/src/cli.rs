@@ -174,7 +174,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             if explain {
                 write!(out, "{}", offline::explain(&reviewed))?;
             } else {
-                writeln!(out, "{}", serde_json::to_string_pretty(&reviewed.review)?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&reviewed.to_wire()?)?
+                )?;
             }
             Ok(Outcome::Done)
         }

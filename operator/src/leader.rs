@@ -13,11 +13,14 @@ use kube::{
     api::{PostParams, ResourceExt as _},
 };
 
-/// Timing of the election (client-go's defaults are 15 s / 10 s / 2 s).
+/// Timing of the election (client-go's defaults: 15 s lease, 10 s renew deadline, 2 s retry).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     /// How long a Lease holds without renewal.
     pub lease: Duration,
+    /// How long the holder keeps leading while its renewals fail: shorter than `lease`, so that
+    /// it stops before another replica may take over.
+    pub renew_deadline: Duration,
     /// How often the holder renews, and how often the others try.
     pub retry: Duration,
 }
@@ -26,6 +29,7 @@ impl Default for Timing {
     fn default() -> Self {
         Self {
             lease: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
             retry: Duration::from_secs(2),
         }
     }
@@ -75,8 +79,8 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease until a renewal has failed for longer than the Lease lasts; returns then,
-    /// when another replica may already lead.
+    /// Renews the Lease until renewals have failed for the renew deadline; returns then, before
+    /// another replica may take over.
     pub async fn hold(&self) {
         let mut last_renewed = tokio::time::Instant::now();
         loop {
@@ -89,7 +93,7 @@ impl Elector {
                 }
                 Err(error) => {
                     tracing::warn!(%error, lease = %self.name, "renewing the Lease failed");
-                    if last_renewed.elapsed() > self.timing.lease {
+                    if last_renewed.elapsed() > self.timing.renew_deadline {
                         return;
                     }
                 }

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod offline;
 pub mod plan;
 pub mod run;
+pub mod webhook;

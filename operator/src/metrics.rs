@@ -29,6 +29,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: &'static str,
     pub reason: &'static str,
@@ -40,6 +45,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
+    admissions: Family<DecisionLabels, Histogram>,
 }
 
 impl Metrics {
@@ -65,12 +71,22 @@ impl Metrics {
             "Reconciles that ended in an error or a refusal, by condition reason",
             errors.clone(),
         );
+        let admissions = Family::<DecisionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register(
+            "webhook_admission_duration_seconds",
+            "Admission requests by decision (injected, untouched, denied, ignored, invalid) and \
+             the time to answer them, lookups included",
+            admissions.clone(),
+        );
         registry.register_collector(Box::new(CallsCollector(calls)));
         Self {
             registry,
             reconciles,
             durations,
             errors,
+            admissions,
         }
     }
 
@@ -89,6 +105,13 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels { kind, reason })
             .inc();
+    }
+
+    /// Records one admission request.
+    pub fn admission(&self, decision: &'static str, took: Duration) {
+        self.admissions
+            .get_or_create(&DecisionLabels { decision })
+            .observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text exposition.

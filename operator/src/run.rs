@@ -26,6 +26,7 @@ use crate::{
     },
     leader::{Elector, Timing},
     metrics::Metrics,
+    webhook::{self, WebhookArgs},
 };
 
 /// Flags of `passport run` (each also read from the environment).
@@ -60,11 +61,16 @@ pub struct RunArgs {
     pub cloud: CloudConfig,
     #[command(flatten)]
     pub verify: VerifyConfig,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 #[derive(Clone)]
 struct Health {
+    /// The API server answered.
     ready: watch::Receiver<bool>,
+    /// The webhook's stores are filled (always true without the webhook).
+    webhook_ready: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 }
 
@@ -84,6 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let calls = Calls::default();
     let metrics = Arc::new(Metrics::new(calls.clone()));
     let (ready_tx, ready_rx) = watch::channel(false);
+    let (webhook_ready_tx, webhook_ready_rx) = watch::channel(args.webhook.no_webhook);
     let listener = tokio::net::TcpListener::bind(args.health_addr)
         .await
         .with_context(|| format!("listening on {}", args.health_addr))?;
@@ -91,6 +98,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%health_addr, "serving /healthz, /readyz and /metrics");
     let health = Health {
         ready: ready_rx,
+        webhook_ready: webhook_ready_rx,
         metrics: metrics.clone(),
     };
     let server = tokio::spawn(async move {
@@ -124,7 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         http.clone(),
         ClusterIssuer::new(client.clone(), Duration::from_secs(30)),
         Verifier::new(client.clone(), http, sts, args.verify.clone()),
-        metrics,
+        metrics.clone(),
         Some(identity.clone()),
     ));
     client
@@ -132,6 +140,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("reaching the Kubernetes API")?;
     let _ = ready_tx.send(true);
+    // The webhook serves on every replica, leader or not.
+    let webhook_task = (!args.webhook.no_webhook).then(|| {
+        let serve = webhook::Serve {
+            client: client.clone(),
+            cluster: args.cluster_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            metrics,
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: "passport-webhook".to_owned(),
+                    instance: Some(identity.clone()),
+                },
+            ),
+            ready: webhook_ready_tx,
+        };
+        let webhook_args = args.webhook.clone();
+        tokio::spawn(async move {
+            if let Err(error) = webhook::serve(&webhook_args, serve).await {
+                tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
+            }
+        })
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -176,6 +207,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         elector.release().await;
     }
     server.abort();
+    if let Some(task) = webhook_task {
+        task.abort();
+    }
     if lost {
         anyhow::bail!("lost the Lease; exiting so that a restart campaigns again");
     }
@@ -304,7 +338,7 @@ async fn shutdown_signal() {
 }
 
 async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if *health.ready.borrow() {
+    if *health.ready.borrow() && *health.webhook_ready.borrow() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")

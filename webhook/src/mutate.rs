@@ -42,6 +42,9 @@ pub struct SkippedPolicy {
 pub struct Denial {
     /// Shown to whoever created the pod: names each policy and the condition that failed.
     pub message: String,
+    /// `namespace/name` of the policies that refused the pod (empty when the refusal comes
+    /// from elsewhere, such as a malformed migration annotation).
+    pub policies: Vec<String>,
     pub trace: Trace,
 }
 
@@ -116,6 +119,7 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
     let mut admitted = Vec::new();
     let mut skipped = Vec::new();
     let mut rejections = Vec::new();
+    let mut rejecting = Vec::new();
     for binding in named {
         let key = format!("{ns}/{}", binding.policy.name_any());
         let p = Some(key.as_str());
@@ -222,12 +226,14 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
                     "the pod is refused (enforcement: Reject)",
                 );
                 rejections.push(format!("AccessPolicy {key}: {}", failed.join("; ")));
+                rejecting.push(key);
             }
         }
     }
     if !rejections.is_empty() {
         return Err(Denial {
             message: format!("Passport refused the pod: {}", rejections.join("; ")),
+            policies: rejecting,
             trace,
         });
     }
@@ -423,6 +429,7 @@ fn compat_grants(
                 );
                 return Err(Denial {
                     message: format!("Passport refused the pod: {message}"),
+                    policies: Vec::new(),
                     trace: trace.clone(),
                 });
             }

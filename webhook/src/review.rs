@@ -86,6 +86,25 @@ pub struct Reviewed {
     pub service_account: String,
 }
 
+impl Reviewed {
+    /// The response AdmissionReview in the documented wire form, with `response.patch` in
+    /// base64. kube's `AdmissionResponse` serialises the bytes as an array of numbers (kube-rs
+    /// issue #1781); kube-apiserver's Go decoder happens to accept that too, but the API
+    /// documents base64, which every other client and tool expects. Send this instead of
+    /// serialising `review` directly.
+    pub fn to_wire(&self) -> Result<serde_json::Value, serde_json::Error> {
+        use base64::Engine as _;
+        let mut value = serde_json::to_value(&self.review)?;
+        let patch = self.review.response.as_ref().and_then(|r| r.patch.as_ref());
+        if let (Some(patch), Some(response)) = (patch, value.get_mut("response")) {
+            response["patch"] = base64::engine::general_purpose::STANDARD
+                .encode(patch)
+                .into();
+        }
+        Ok(value)
+    }
+}
+
 fn pod_display_name(pod: &Pod) -> String {
     match (&pod.metadata.name, &pod.metadata.generate_name) {
         (Some(name), _) if !name.is_empty() => name.clone(),

@@ -290,8 +290,33 @@ async fn call(
     if reply["allowed"] != json!(true) {
         return Ok(Outcome::Denied(denial(hook.name(), &reply["status"])));
     }
-    let Some(patch) = reply["patch"].as_str() else {
-        return Ok(Outcome::Allowed(obj.clone()));
+    // Go's encoding/json decodes `[]byte` from a base64 string, and also from an array of
+    // numbers (what kube-rs's AdmissionResponse sends); anything else fails the call.
+    let patch = match &reply["patch"] {
+        Value::Null => return Ok(Outcome::Allowed(obj.clone())),
+        Value::String(patch) => patch.clone(),
+        Value::Array(items) => {
+            let bytes: Option<Vec<u8>> = items
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            match bytes {
+                Some(bytes) => STANDARD.encode(bytes),
+                None => {
+                    return Err("received invalid webhook response: json: cannot unmarshal \
+                                number into Go struct field AdmissionResponse.response.patch \
+                                of type uint8"
+                        .to_owned());
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "received invalid webhook response: json: cannot unmarshal {} into Go struct \
+                 field AdmissionResponse.response.patch of type []uint8",
+                json_kind(other)
+            ));
+        }
     };
     let bytes = STANDARD
         .decode(patch)
@@ -340,4 +365,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The JSON kind in Go's unmarshalling errors.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::String(_) => "string",
+        Value::Null => "null",
+    }
 }

@@ -242,6 +242,9 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("{0}")]
     Serialize(#[from] serde_json::Error),
+    /// The cloud cleanup of a deleted resource failed; its finalizer stays.
+    #[error("cleaning up the cloud objects: {0}")]
+    Cleanup(#[source] CloudError),
 }
 
 impl Error {
@@ -250,6 +253,20 @@ impl Error {
         match self {
             Self::Kube(_) | Self::Finalizer(_) => "KubernetesApi",
             Self::Serialize(_) => "Serialize",
+            Self::Cleanup(_) => "CleanupFailed",
+        }
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn requeue_after(&self) -> Duration {
+        match self {
+            Self::Cleanup(error) => error.requeue_after(),
+            Self::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(error)
+                | kube::runtime::finalizer::Error::ApplyFailed(error) => error.requeue_after(),
+                _ => super::requeue::KUBE_ERROR,
+            },
+            Self::Kube(_) | Self::Serialize(_) => super::requeue::KUBE_ERROR,
         }
     }
 }

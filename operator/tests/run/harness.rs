@@ -28,6 +28,8 @@ use passport_e2e::{
 
 /// The operator's `--cluster-name`.
 pub const CLUSTER: &str = "e2e";
+/// The MutatingWebhookConfiguration whose `caBundle` the operator keeps current.
+pub const WEBHOOK_CONFIGURATION: &str = "passport-e2e";
 /// The operator's drift-check period in these tests.
 pub const RESYNC_SECONDS: u64 = 4;
 
@@ -36,6 +38,9 @@ pub struct Harness {
     pub env: Vec<(String, String)>,
     pub metrics_url: String,
     health_addr: String,
+    /// `https://127.0.0.1:<port>/mutate`: the operator's webhook.
+    pub webhook_url: String,
+    webhook_addr: String,
     operator: Mutex<Option<Child>>,
     pidfile: PathBuf,
     resync_seconds: u64,
@@ -100,11 +105,17 @@ fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
         .local_addr()?
         .port();
     let health_addr = format!("127.0.0.1:{port}");
+    let webhook_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let webhook_addr = format!("127.0.0.1:{webhook_port}");
     let harness = Harness {
         stack,
         env,
         metrics_url: format!("http://{health_addr}/metrics"),
         health_addr,
+        webhook_url: format!("https://{webhook_addr}/mutate"),
+        webhook_addr,
         operator: Mutex::new(None),
         pidfile: stack.dir().join("operator.pid"),
         resync_seconds,
@@ -164,6 +175,10 @@ impl Harness {
                 &self.health_addr,
                 "--resync-seconds",
                 &self.resync_seconds.to_string(),
+                "--webhook-addr",
+                &self.webhook_addr,
+                "--webhook-configuration",
+                WEBHOOK_CONFIGURATION,
             ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
@@ -175,7 +190,8 @@ impl Harness {
         Ok(())
     }
 
-    /// The operator's process ID.
+    /// The operator's process ID (for the benchmark's peak RSS).
+    #[allow(dead_code)]
     pub fn operator_pid(&self) -> Option<u32> {
         std::fs::read_to_string(&self.pidfile)
             .ok()?

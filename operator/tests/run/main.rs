@@ -13,3 +13,4 @@ mod azure;
 mod gcp;
 mod harness;
 mod resilience;
+mod webhook;

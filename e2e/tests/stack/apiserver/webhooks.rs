@@ -391,3 +391,152 @@ async fn mutating_webhooks_follow_rules_selectors_and_policies() -> anyhow::Resu
     assert_eq!(p6.annotations().get("count").map(String::as_str), Some("2"));
     Ok(())
 }
+
+/// A webhook reached by `url` (which the real kube-apiserver can call on loopback too): its
+/// `caBundle` decides whether the TLS handshake succeeds, `failurePolicy` what a failed call
+/// does; a patch may be base64 or, as kube-rs serialises bytes, an array of numbers (Go's JSON
+/// decodes both into `[]byte`; the real server showed it).
+#[tokio::test]
+async fn url_webhooks_need_their_ca_bundle_and_follow_their_failure_policy() -> anyhow::Result<()> {
+    let ca = Ca::new()?;
+    let cert = ca.issue(&["localhost", "127.0.0.1"])?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        cert.cert_pem.into_bytes(),
+        cert.key_pem.into_bytes(),
+    )
+    .await?;
+    let router = webhook_router(Arc::default()).route(
+        "/bytes",
+        post(|Json(review): Json<Value>| async move {
+            let patch = json!([{ "op": "add", "path": "/metadata/labels", "value": { "b": "1" } }]);
+            let bytes: Vec<u8> = patch.to_string().into_bytes();
+            Json(
+                json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": { "uid": review["request"]["uid"], "allowed": true,
+                    "patchType": "JSONPatch", "patch": bytes } }),
+            )
+        }),
+    );
+    let hook_server = Server::https(router, tls).await?;
+    let (_cluster, client) = super::fresh().await?;
+    let ns: Namespace = serde_json::from_value(
+        json!({ "metadata": { "name": "urlhooks", "labels": { "hooks": "on" } } }),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "urlhooks");
+    let url = |path: &str| format!("https://127.0.0.1:{}{path}", hook_server.addr().port());
+    let selector = json!({ "namespaceSelector": { "matchLabels": { "hooks": "on" } } });
+    let right_ca = STANDARD.encode(ca.cert_pem());
+    let wrong_ca = STANDARD.encode(Ca::new()?.cert_pem());
+    let hook = |name: &str, path: &str, ca: &str, policy: &str| {
+        let mut extra = selector.clone();
+        extra["failurePolicy"] = json!(policy);
+        webhook(name, json!({ "url": url(path), "caBundle": ca }), extra)
+    };
+    // Real kube-apiserver may take a moment to see a new configuration.
+    async fn create_eventually(
+        pods: &Api<Pod>,
+        name: &str,
+        want_ok: bool,
+    ) -> Result<Pod, kube::Error> {
+        let mut last = pods
+            .create(
+                &PostParams::default(),
+                &pod(name, json!({})).expect("a pod"),
+            )
+            .await;
+        for _ in 0..50 {
+            if last.is_ok() == want_ok {
+                break;
+            }
+            if let Ok(p) = &last {
+                let _ = pods.delete(&p.name_any(), &DeleteParams::default()).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            last = pods
+                .create(
+                    &PostParams::default(),
+                    &pod(name, json!({})).expect("a pod"),
+                )
+                .await;
+        }
+        last
+    }
+
+    register(
+        &client,
+        "by-url",
+        vec![hook("annotate.url.test", "/annotate", &right_ca, "Fail")],
+    )
+    .await?;
+    let mut mutated = None;
+    for i in 0..50 {
+        let p = pods
+            .create(&PostParams::default(), &pod(&format!("ok{i}"), json!({}))?)
+            .await?;
+        if p.annotations().contains_key("stack.test/mutated") {
+            mutated = Some(p);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(mutated.is_some(), "the webhook never mutated a pod");
+    unregister(&client, "by-url").await?;
+
+    register(
+        &client,
+        "wrong-ca",
+        vec![hook("annotate.url.test", "/annotate", &wrong_ca, "Fail")],
+    )
+    .await?;
+    let refused = create_eventually(&pods, "untrusted", false).await;
+    let message = api_error(refused)?.message;
+    assert!(
+        message.contains("failed calling webhook \"annotate.url.test\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("x509") || message.contains("certificate"),
+        "{message}"
+    );
+    unregister(&client, "wrong-ca").await?;
+
+    register(
+        &client,
+        "ignored",
+        vec![hook("annotate.url.test", "/annotate", &wrong_ca, "Ignore")],
+    )
+    .await?;
+    let admitted = create_eventually(&pods, "ignored", true).await?;
+    assert!(!admitted.annotations().contains_key("stack.test/mutated"));
+    unregister(&client, "ignored").await?;
+
+    register(
+        &client,
+        "bytes",
+        vec![hook("bytes.url.test", "/bytes", &right_ca, "Fail")],
+    )
+    .await?;
+    let mut labelled = false;
+    for i in 0..50 {
+        let p = pods
+            .create(
+                &PostParams::default(),
+                &pod(&format!("bytes{i}"), json!({}))?,
+            )
+            .await?;
+        if p.labels().get("b").map(String::as_str) == Some("1") {
+            labelled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        labelled,
+        "a patch sent as an array of numbers was not applied"
+    );
+    unregister(&client, "bytes").await?;
+    Ok(())
+}

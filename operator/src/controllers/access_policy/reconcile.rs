@@ -71,13 +71,15 @@ pub async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<A
 }
 
 /// After a Kubernetes API error: try again soon, with jitter.
+/// After an error: a failed cleanup waits as its cloud error says; Kubernetes API errors retry
+/// soon. Both with jitter.
 pub fn error_policy(policy: Arc<AccessPolicy>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(
         policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any()),
         %error,
         "reconcile failed; retrying"
     );
-    Action::requeue(requeue::jittered(requeue::KUBE_ERROR))
+    Action::requeue(requeue::jittered(error.requeue_after()))
 }
 
 async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static str), Error> {
@@ -339,7 +341,8 @@ async fn cleanup(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> 
                     )
                     .await;
                 }
-                return Ok(Action::requeue(requeue::jittered(error.requeue_after())));
+                // An error keeps the finalizer (kube-runtime removes it after an Ok).
+                return Err(Error::Cleanup(error));
             }
         }
     }

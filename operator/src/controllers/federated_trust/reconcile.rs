@@ -58,7 +58,7 @@ pub async fn reconcile(trust: Arc<FederatedTrust>, ctx: Arc<Context>) -> Result<
 
 pub fn error_policy(trust: Arc<FederatedTrust>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(trust = %trust.name_any(), %error, "reconcile failed; retrying");
-    Action::requeue(requeue::jittered(requeue::KUBE_ERROR))
+    Action::requeue(requeue::jittered(error.requeue_after()))
 }
 
 async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
@@ -366,7 +366,8 @@ async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error>
                 format!("cleaning up the cloud trust failed, the deletion waits: {error}"),
             )
             .await;
-            Ok(Action::requeue(requeue::jittered(error.requeue_after())))
+            // An error keeps the finalizer (kube-runtime removes it after an Ok).
+            Err(Error::Cleanup(error))
         }
     }
 }

@@ -1,0 +1,172 @@
+//! The admission webhook inside `passport run`: served on every replica (leader or not) over
+//! HTTPS, with lookups from reflector stores and TLS that Passport manages itself unless
+//! another issuer provides it. The decision is `passport_webhook::review`, pure.
+
+pub mod lookups;
+pub mod server;
+pub mod tls;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
+use kube::{Client, runtime::events::Recorder};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Flags of the webhook (each also read from the environment).
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// Do not serve the admission webhook (controllers only).
+    #[arg(long, env = "PASSPORT_NO_WEBHOOK")]
+    pub no_webhook: bool,
+    /// Where the webhook listens (HTTPS).
+    #[arg(long, env = "PASSPORT_WEBHOOK_ADDR", default_value = "127.0.0.1:9443")]
+    pub webhook_addr: SocketAddr,
+    /// The MutatingWebhookConfiguration whose `caBundle` Passport keeps current; empty leaves
+    /// it to another CA injector (cert-manager's).
+    #[arg(
+        long,
+        env = "PASSPORT_WEBHOOK_CONFIGURATION",
+        default_value = "passport"
+    )]
+    pub webhook_configuration: String,
+    /// The Secret (in the operator's namespace) holding the self-managed CA and certificate.
+    #[arg(
+        long,
+        env = "PASSPORT_WEBHOOK_SECRET",
+        default_value = "passport-webhook-tls"
+    )]
+    pub webhook_secret: String,
+    /// Names the serving certificate covers, comma-separated (default:
+    /// `passport-webhook.<namespace>.svc`, its `.cluster.local` form, `localhost`, `127.0.0.1`).
+    #[arg(long, env = "PASSPORT_WEBHOOK_NAMES", value_delimiter = ',')]
+    pub webhook_names: Vec<String>,
+    /// Read `tls.crt` and `tls.key` (and `ca.crt`) from this folder, written by another issuer
+    /// such as cert-manager, instead of managing them.
+    #[arg(long, env = "PASSPORT_WEBHOOK_TLS_DIR")]
+    pub webhook_tls_dir: Option<PathBuf>,
+    /// How long the one direct API read after a store miss may take, in milliseconds.
+    #[arg(long, env = "PASSPORT_WEBHOOK_MISS_TIMEOUT_MS", default_value_t = 2000)]
+    pub webhook_miss_timeout_ms: u64,
+    /// `AWS_ENDPOINT_URL_STS` written into pods (sovereign partitions, private endpoints, the
+    /// local stack).
+    #[arg(long, env = "PASSPORT_POD_AWS_STS_ENDPOINT")]
+    pub pod_aws_sts_endpoint: Option<String>,
+    /// Google STS `token_url` written into pods' credential configurations.
+    #[arg(
+        long,
+        env = "PASSPORT_POD_GCP_TOKEN_URL",
+        default_value = "https://sts.googleapis.com/v1/token"
+    )]
+    pub pod_gcp_token_url: String,
+    /// Base URL of Google IAM Credentials for pods' impersonation.
+    #[arg(
+        long,
+        env = "PASSPORT_POD_GCP_IAMCREDENTIALS_URL",
+        default_value = "https://iamcredentials.googleapis.com"
+    )]
+    pub pod_gcp_iamcredentials_url: String,
+    /// Overrides every Azure trust's `authorityHost` in pods (`AZURE_AUTHORITY_HOST`).
+    #[arg(long, env = "PASSPORT_POD_AZURE_AUTHORITY_HOST")]
+    pub pod_azure_authority_host: Option<String>,
+}
+
+impl WebhookArgs {
+    fn config(&self, cluster: &str) -> passport_webhook::Config {
+        let mut config = passport_webhook::Config::new(cluster);
+        config.aws_sts_endpoint = self.pod_aws_sts_endpoint.clone();
+        config.gcp_token_url = self.pod_gcp_token_url.clone();
+        config.gcp_iam_credentials_url = self.pod_gcp_iamcredentials_url.clone();
+        config.azure_authority_host = self.pod_azure_authority_host.clone();
+        config
+    }
+
+    fn tls(&self, namespace: &str) -> tls::TlsSettings {
+        let names = if self.webhook_names.is_empty() {
+            vec![
+                format!("passport-webhook.{namespace}.svc"),
+                format!("passport-webhook.{namespace}.svc.cluster.local"),
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ]
+        } else {
+            self.webhook_names.clone()
+        };
+        tls::TlsSettings {
+            secret_namespace: namespace.to_owned(),
+            secret_name: self.webhook_secret.clone(),
+            names,
+            configuration: Some(self.webhook_configuration.clone()).filter(|c| !c.is_empty()),
+            cert_dir: self.webhook_tls_dir.clone(),
+        }
+    }
+}
+
+/// What the webhook needs from the rest of `passport run`.
+pub struct Serve {
+    pub client: Client,
+    pub cluster: String,
+    /// The operator's namespace (the TLS Secret lives there).
+    pub namespace: String,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Set once the stores are filled and the certificate is served.
+    pub ready: watch::Sender<bool>,
+}
+
+/// Serves the webhook until the process ends.
+pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
+    let settings = args.tls(&serve.namespace);
+    let material = tls::current(&serve.client, &settings)
+        .await
+        .context("obtaining the webhook's serving certificate")?;
+    let rustls = RustlsConfig::from_pem(
+        material.cert_pem.clone().into_bytes(),
+        material.key_pem.clone().into_bytes(),
+    )
+    .await
+    .context("loading the webhook's serving certificate")?;
+    let (lookups, drive) = server_lookups(args, &serve);
+    tokio::spawn(drive);
+    tokio::spawn(tls::keep_current(
+        serve.client.clone(),
+        settings,
+        rustls.clone(),
+        material,
+        Duration::from_secs(10),
+    ));
+    let state = Arc::new(server::WebhookState {
+        lookups: lookups.clone(),
+        metrics: serve.metrics.clone(),
+        recorder: Some(serve.recorder.clone()),
+    });
+    let app = server::router(state);
+    let addr = args.webhook_addr;
+    let ready = serve.ready;
+    tokio::spawn(async move {
+        if lookups.ready().await {
+            let _ = ready.send(true);
+        }
+    });
+    tracing::info!(%addr, "serving the admission webhook (HTTPS)");
+    axum_server::bind_rustls(addr, rustls)
+        .serve(app.into_make_service())
+        .await
+        .with_context(|| format!("serving the webhook on {addr}"))
+}
+
+fn server_lookups(
+    args: &WebhookArgs,
+    serve: &Serve,
+) -> (
+    lookups::Lookups,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    lookups::Lookups::start(
+        serve.client.clone(),
+        Arc::new(args.config(&serve.cluster)),
+        Duration::from_millis(args.webhook_miss_timeout_ms),
+    )
+}

@@ -1,0 +1,232 @@
+//! The webhook's HTTP handler: `POST /mutate` takes an AdmissionReview v1, looks the pod's
+//! bindings up, hands them to the pure `passport_webhook::review`, and answers with the response
+//! review (UID echoed). Malformed input gets a 400 with a JSON error, never a panic. Every
+//! decision that involved a policy writes an audit line; a policy skipped or a pod refused for
+//! its conditions also gets a Warning Event on the policy.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::{
+    core::admission::AdmissionReview,
+    runtime::events::{Event, EventType, Recorder},
+};
+use passport_webhook::{Decision, Reviewed};
+
+use super::lookups::Lookups;
+use crate::{audit, metrics::Metrics};
+
+/// What the handler needs.
+pub struct WebhookState {
+    pub lookups: Lookups,
+    pub metrics: Arc<Metrics>,
+    /// Events about skipped policies and refused pods; None in tests without a cluster.
+    pub recorder: Option<Recorder>,
+}
+
+pub fn router(state: Arc<WebhookState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .with_state(state)
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
+}
+
+async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    // The pod's namespace and service account, to look its bindings up before the pure review.
+    let parsed: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            state.metrics.admission("invalid", started.elapsed());
+            return bad_request(format!("the body is not an AdmissionReview: {error}"));
+        }
+    };
+    let (namespace, service_account) = match parsed.request.as_ref() {
+        Some(request) => {
+            let pod = request.object.as_ref();
+            let namespace = request
+                .namespace
+                .clone()
+                .or_else(|| pod.and_then(|p| p.metadata.namespace.clone()))
+                .unwrap_or_default();
+            let sa = pod.map_or("default", passport_webhook::service_account);
+            (namespace, sa.to_owned())
+        }
+        None => (String::new(), String::new()),
+    };
+    let bindings = if namespace.is_empty() {
+        None
+    } else {
+        Some(
+            state
+                .lookups
+                .bindings(&namespace, &service_account, jiff::Timestamp::now())
+                .await,
+        )
+    };
+    let source = |ns: &str, _sa: &str, _pod: &Pod| match &bindings {
+        Some(b) => b.clone(),
+        None => passport_webhook::Bindings::new(
+            ns,
+            jiff::Timestamp::now(),
+            Arc::new(passport_webhook::Config::new("")),
+        ),
+    };
+    let reviewed = match passport_webhook::review(&body, &source) {
+        Ok(reviewed) => reviewed,
+        Err(error) => {
+            state.metrics.admission("invalid", started.elapsed());
+            return bad_request(error.to_string());
+        }
+    };
+    let label = match &reviewed.decision {
+        Decision::Ignored { .. } => "ignored",
+        Decision::Admitted { applied, .. } if applied.is_empty() => "untouched",
+        Decision::Admitted { .. } => "injected",
+        Decision::Denied(_) => "denied",
+    };
+    state.metrics.admission(label, started.elapsed());
+    record(&state, &reviewed);
+    match reviewed.to_wire() {
+        Ok(wire) => (StatusCode::OK, Json(wire)).into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": format!("encoding the response: {error}") })),
+        )
+            .into_response(),
+    }
+}
+
+/// The audit line and Events of a decision that involved a policy.
+fn record(state: &WebhookState, reviewed: &Reviewed) {
+    let (decision, applied, skipped, trace): (&str, Vec<String>, Vec<(String, String)>, String) =
+        match &reviewed.decision {
+            Decision::Ignored { .. } => return,
+            Decision::Admitted {
+                applied,
+                skipped,
+                trace,
+            } => {
+                if applied.is_empty() && skipped.is_empty() {
+                    return;
+                }
+                (
+                    "admitted",
+                    applied.clone(),
+                    skipped
+                        .iter()
+                        .map(|s| (s.policy.clone(), s.reason.clone()))
+                        .collect(),
+                    trace.to_string(),
+                )
+            }
+            Decision::Denied(denial) => (
+                "denied",
+                Vec::new(),
+                denial
+                    .policies
+                    .iter()
+                    .map(|p| (p.clone(), denial.message.clone()))
+                    .collect(),
+                denial.trace.to_string(),
+            ),
+        };
+    tracing::info!(
+        target: audit::TARGET,
+        kind = "Pod",
+        correlation_id = %reviewed.uid,
+        namespace = %reviewed.namespace,
+        pod = %reviewed.pod,
+        service_account = %reviewed.service_account,
+        decision,
+        applied = %applied.join(","),
+        skipped = %skipped.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(","),
+        trace = %trace,
+        "admission"
+    );
+    let Some(recorder) = state.recorder.clone() else {
+        return;
+    };
+    let namespace = reviewed.namespace.clone();
+    let pod = reviewed.pod.clone();
+    let events: Vec<(String, String, &'static str)> = match &reviewed.decision {
+        Decision::Admitted { skipped, .. } => skipped
+            .iter()
+            .map(|s| {
+                (
+                    policy_name(&s.policy),
+                    format!(
+                        "pod {pod} was admitted without this policy's credentials: {}",
+                        s.reason
+                    ),
+                    "Skip",
+                )
+            })
+            .collect(),
+        Decision::Denied(denial) => denial
+            .policies
+            .iter()
+            .map(|p| {
+                (
+                    policy_name(p),
+                    format!("pod {pod} was refused: {}", denial.message),
+                    "Reject",
+                )
+            })
+            .collect(),
+        Decision::Ignored { .. } => Vec::new(),
+    };
+    if events.is_empty() {
+        return;
+    }
+    // Events are published off the request path.
+    tokio::spawn(async move {
+        for (policy, note, action) in events {
+            let reference = ObjectReference {
+                api_version: Some(format!(
+                    "{}/{}",
+                    passport_crds::keys::GROUP,
+                    passport_crds::keys::VERSION
+                )),
+                kind: Some("AccessPolicy".to_owned()),
+                namespace: Some(namespace.clone()),
+                name: Some(policy),
+                ..ObjectReference::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "ConditionsNotMet".to_owned(),
+                note: Some(note),
+                action: action.to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, "could not publish an admission Event");
+            }
+        }
+    });
+}
+
+/// `namespace/name` → `name`.
+fn policy_name(policy: &str) -> String {
+    policy.rsplit('/').next().unwrap_or(policy).to_owned()
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -1,0 +1,148 @@
+//! The webhook handler through its router (`oneshot`), with the lookups' stores filled by hand:
+//! malformed input is a 400 with a JSON error, a pod admission echoes its UID and carries the
+//! injection patch, and a miss with no API server still answers.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{body::Body, http::Request};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::webhook::lookups::Lookups;
+
+fn lookups(
+    policies: Vec<passport_crds::AccessPolicy>,
+    trusts: Vec<passport_crds::FederatedTrust>,
+) -> Lookups {
+    // No API server behind this client (port 1 refuses): misses fail fast, the stores answer.
+    let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    Lookups::for_tests(
+        client,
+        Arc::new(passport_webhook::Config::new("prod")),
+        Duration::from_millis(200),
+        policies,
+        trusts,
+    )
+}
+
+fn state(lookups: Lookups) -> Arc<WebhookState> {
+    Arc::new(WebhookState {
+        lookups,
+        metrics: Arc::new(Metrics::new(crate::cloud::Calls::default())),
+        recorder: None,
+    })
+}
+
+async fn post(state: Arc<WebhookState>, body: &str) -> (StatusCode, serde_json::Value) {
+    let response = router(state)
+        .oneshot(
+            Request::post("/mutate")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn review(uid: &str, namespace: &str, sa: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "alice"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "app", "namespace": namespace},
+                "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "registry.example.com/app@sha256:0"}]}
+            }
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_a_400_with_a_json_error() {
+    let state = state(lookups(Vec::new(), Vec::new()));
+    for body in ["", "{", "[]", r#"{"kind":"AdmissionReview"}"#] {
+        let (status, json) = post(state.clone(), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}: {json}"
+        );
+    }
+    let not_a_pod = include_str!("../../../webhook/tests/fixtures/not-a-pod.json");
+    let (status, json) = post(state, not_a_pod).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        json["error"].as_str().unwrap().contains("not a v1 Pod"),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_with_a_policy_gets_its_patch_and_its_uid_back() {
+    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
+        "metadata: {name: aws}\nspec:\n  issuer: {url: 'https://oidc.example.com'}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+    )
+    .unwrap();
+    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
+        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
+    )
+    .unwrap();
+    let state = state(lookups(vec![policy], vec![trust]));
+    let (status, json) = post(state.clone(), &review("u-1", "shop", "api")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let response = &json["response"];
+    assert_eq!(response["uid"], "u-1");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch", "{json}");
+    use base64::Engine as _;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(
+            response["patch"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{json}")),
+        )
+        .unwrap();
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(
+        patch.contains("arn:aws:iam::123456789012:role/passport/shop-api"),
+        "{patch}"
+    );
+
+    // Another service account: admitted untouched, with the UID echoed.
+    let (status, json) = post(state.clone(), &review("u-2", "shop", "other")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["response"]["uid"], "u-2");
+    assert!(json["response"]["patch"].is_null(), "{json}");
+    let metrics = state.metrics.encode();
+    assert!(
+        metrics.contains(
+            r#"passport_webhook_admission_duration_seconds_count{decision="injected"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"passport_webhook_admission_duration_seconds_count{decision="untouched"} 1"#
+        ),
+        "{metrics}"
+    );
+}
