@@ -73,6 +73,34 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 19] = [
+        Self::Reconciled,
+        Self::Progressing,
+        Self::Deleting,
+        Self::IssuerUnreachable,
+        Self::IssuerNotPublic,
+        Self::TrustNotFound,
+        Self::NamespaceNotAllowed,
+        Self::CloudMismatch,
+        Self::IdentityNotAllowed,
+        Self::InvalidConditions,
+        Self::TrustPolicyTooLarge,
+        Self::FederatedCredentialLimit,
+        Self::SubjectTooLong,
+        Self::AccessDenied,
+        Self::Throttled,
+        Self::CloudUnavailable,
+        Self::Conflict,
+        Self::NotOwned,
+        Self::CloudRejected,
+    ];
+
+    /// The reason a condition names, when it is one of Passport's.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Reconciled => "Reconciled",
@@ -191,6 +219,14 @@ mod tests {
 
     fn ready(status: Status, reason: Reason) -> State {
         State::new(ConditionType::Ready, status, reason, "m")
+    }
+
+    #[test]
+    fn every_reason_parses_back_from_its_name() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("Nonsense"), None);
     }
 
     #[test]

@@ -131,7 +131,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         http.clone(),
         ClusterIssuer::new(client.clone(), Duration::from_secs(30)),
-        Verifier::new(client.clone(), http, sts, args.verify.clone()),
+        Verifier::new(
+            client.clone(),
+            http,
+            sts,
+            args.verify.clone(),
+            args.webhook.pod_azure_authority_host.clone(),
+        ),
         metrics.clone(),
         Some(identity.clone()),
     ));

@@ -1,10 +1,12 @@
 //! `passport-stack`: the local stack as one process (`make stack`). Prints the kubeconfig and
-//! the cloud endpoints, writes them to `<dir>/stack.env`, and runs until Ctrl-C or SIGTERM.
+//! the cloud endpoints, writes them to `<dir>/stack.env`, runs the kubelet stand-in (each pod's
+//! volumes under `<dir>/pods/<namespace>/<pod>/<volume>/`), and runs until Ctrl-C or SIGTERM.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use passport_e2e::{
+    kubelet::Kubelet,
     realapi,
     stack::{Stack, StackConfig},
 };
@@ -48,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
         aws: !args.no_aws,
     })
     .await?;
+    // What a node would do for every pod: write its projected tokens, ConfigMaps and files.
+    let kubelet = Kubelet::new(stack.apiserver.client().await?, stack.dir().join("pods")).spawn();
     println!("passport local stack is up (Ctrl-C stops it)\n");
     for (key, value) in stack.env() {
         println!("{key}={value}");
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     );
     wait_for_shutdown().await?;
     eprintln!("stopping the local stack");
+    kubelet.abort();
     drop(stack);
     Ok(())
 }

@@ -167,7 +167,13 @@ async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Val
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| format!("fetching {url}: {}", error_chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "a cloud could not fetch {url} ({}); publish the issuer where the clouds can read \
+                 it without credentials (docs/clouds.md)",
+                error_chain(&e)
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!(

@@ -42,6 +42,9 @@ pub struct Verifier {
     http: reqwest::Client,
     sts: Option<aws_sdk_sts::Client>,
     config: VerifyConfig,
+    /// The Entra authority pods are given instead of their trust's (`--pod-azure-authority-host`):
+    /// verification exchanges where the pods will.
+    azure_authority_override: Option<String>,
 }
 
 impl Verifier {
@@ -50,12 +53,14 @@ impl Verifier {
         http: reqwest::Client,
         sts: Option<aws_sdk_sts::Client>,
         config: VerifyConfig,
+        azure_authority_override: Option<String>,
     ) -> Self {
         Self {
             client,
             http,
             sts,
             config,
+            azure_authority_override,
         }
     }
 
@@ -98,8 +103,12 @@ impl Verifier {
                         .and_then(|a| a.client_id.clone())
                 })
                 .ok_or("the identity's client ID is not known yet")?;
+            let authority = self
+                .azure_authority_override
+                .as_deref()
+                .unwrap_or(&azure.authority_host);
             return self
-                .azure(&azure.authority_host, &azure.tenant_id, &client_id, &token)
+                .azure(authority, &azure.tenant_id, &client_id, &token)
                 .await;
         }
         // Other relying parties: a token with the audience is all Passport can prove.

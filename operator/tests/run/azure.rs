@@ -50,8 +50,9 @@ async fn a_policy_gets_its_federated_credentials_verified_and_removed() {
     apply_trust(
         &client,
         &format!(
-            "metadata: {{name: {trust}}}\nspec:\n  azure:\n    tenantId: {AZURE_TENANT_ID}\n    authorityHost: '{}'\n    allowedIdentities: ['{identities}/*']\n  namespaceSelector: {{matchLabels: {{{TRUST_LABEL}: {trust}}}}}\n",
-            h.stack.azure.authority_url()
+            // No authorityHost: the stack's PASSPORT_POD_AZURE_AUTHORITY_HOST points pods, and
+            // so the verification, at the Entra fake.
+            "metadata: {{name: {trust}}}\nspec:\n  azure:\n    tenantId: {AZURE_TENANT_ID}\n    allowedIdentities: ['{identities}/*']\n  namespaceSelector: {{matchLabels: {{{TRUST_LABEL}: {trust}}}}}\n"
         ),
     )
     .await;

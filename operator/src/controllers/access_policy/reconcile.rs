@@ -229,7 +229,7 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
         }
         _ => None,
     };
-    let next = status::compute(
+    let mut next = status::compute(
         policy,
         &Observed {
             sync: sync_state,
@@ -238,6 +238,9 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
         },
         now(),
     );
+    if let Some(blocking) = trust.as_ref().and_then(status::trust_blocking) {
+        status::block_ready(&mut next, policy, blocking, now());
+    }
     if write_status(ctx, policy, &next).await? {
         if let Some(error) = &failure {
             ctx.event(

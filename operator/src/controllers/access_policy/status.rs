@@ -4,7 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use passport_crds::{
-    AccessPolicy, AccessPolicyStatus,
+    AccessPolicy, AccessPolicyStatus, FederatedTrust,
     access_policy::{AwsAccessStatus, AzureAccessStatus, GcpAccessStatus},
     conditions::{self, ConditionType, Reason, State, Status},
 };
@@ -142,6 +142,60 @@ pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> Acc
         }
     }
     status
+}
+
+/// The trust's own failure, when it is not Ready: a policy of a trust that cannot work (an
+/// issuer the clouds cannot reach, say) is not Ready either, whatever its cloud objects.
+pub fn trust_blocking(trust: &FederatedTrust) -> Option<(Reason, String)> {
+    let status = trust.status.as_ref()?;
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    if ready.status != "False" || status.observed_generation != trust.metadata.generation {
+        return None;
+    }
+    let reason = Reason::parse(&ready.reason).unwrap_or(Reason::Progressing);
+    Some((
+        reason,
+        format!(
+            "FederatedTrust {} is not Ready: {}",
+            trust.metadata.name.as_deref().unwrap_or_default(),
+            ready.message
+        ),
+    ))
+}
+
+/// Sets `Ready` False with the trust's reason when the policy would otherwise be Ready.
+pub fn block_ready(
+    status: &mut AccessPolicyStatus,
+    policy: &AccessPolicy,
+    (reason, message): (Reason, String),
+    now: Time,
+) {
+    let Some(index) = status
+        .conditions
+        .iter()
+        .position(|c| c.type_ == "Ready" && c.status == "True")
+    else {
+        return;
+    };
+    let previous = policy
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let blocked = conditions::to_conditions(
+        &[State::new(
+            ConditionType::Ready,
+            Status::False,
+            reason,
+            message,
+        )],
+        &previous,
+        policy.metadata.generation,
+        now,
+    );
+    if let Some(condition) = blocked.into_iter().next() {
+        status.conditions[index] = condition;
+    }
 }
 
 /// The status of a policy whose cleanup failed: its outputs stay (they say what is left to
@@ -287,6 +341,56 @@ mod tests {
         assert_eq!(condition(&status, "CloudSynced"), "True");
         assert_eq!(condition(&status, "Verified"), "False");
         assert_eq!(condition(&status, "Ready"), "False");
+    }
+
+    #[test]
+    fn a_trust_that_is_not_ready_keeps_its_policies_from_ready() {
+        let plan = plan();
+        let observed = Observed {
+            sync: Sync::Synced(&plan),
+            verification: None,
+            azure_client_id: None,
+        };
+        let mut status = compute(&policy(), &observed, at(100));
+        let mut trust: FederatedTrust = serde_yaml::from_str(
+            "metadata: {name: aws-prod, generation: 1}\nspec:\n  aws: {accountId: '123456789012'}\n",
+        )
+        .unwrap();
+        assert_eq!(trust_blocking(&trust), None, "no status yet");
+        trust.status = Some(passport_crds::FederatedTrustStatus {
+            observed_generation: Some(1),
+            conditions: conditions::to_conditions(
+                &[State::new(
+                    ConditionType::Ready,
+                    Status::False,
+                    Reason::IssuerUnreachable,
+                    "fetching https://oidc.example.com failed",
+                )],
+                &[],
+                Some(1),
+                at(50),
+            ),
+            ..Default::default()
+        });
+        let blocking = trust_blocking(&trust).unwrap();
+        block_ready(&mut status, &policy(), blocking, at(100));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "IssuerUnreachable")
+        );
+        assert!(
+            ready
+                .message
+                .starts_with("FederatedTrust aws-prod is not Ready: fetching"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            condition(&status, "CloudSynced"),
+            "True",
+            "the cloud side still matches"
+        );
     }
 
     #[test]
