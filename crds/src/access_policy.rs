@@ -379,6 +379,12 @@ pub struct AccessPolicyStatus {
     /// When the cloud side was last confirmed to match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Pods of the listed service accounts that started before this policy (or before its
+    /// namespace was enabled) and so lack its credentials: the webhook acts only when a pod is
+    /// created. Restart them (`kubectl rollout restart deployment/<name>`); a Warning Event
+    /// names their owners. Counted at each full sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_without_credentials: Option<i32>,
 }
 
 /// AWS outputs of a policy.

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Seconds between drift checks of a resource in steady state.
     #[arg(long, env = "PASSPORT_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
+    /// How many resources of each kind reconcile at once. Bounds memory and the burst of
+    /// cloud calls when many resources change together (a restart, a trust edit).
+    #[arg(long, env = "PASSPORT_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
     /// Verify every AccessPolicy with a token exchange, whatever its `spec.verify`.
     #[arg(long, env = "PASSPORT_VERIFY_ALL")]
     pub verify_all: bool,
@@ -146,7 +150,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("reaching the Kubernetes API")?;
     let _ = ready_tx.send(true);
-    // The webhook serves on every replica, leader or not.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    // Why the process stops on its own (a webhook that cannot serve), if it does.
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+        });
+    }
+    // The webhook serves on every replica, leader or not. If it cannot serve, the process stops
+    // (a replica that is up but refuses admissions would fail pods silently).
     let webhook_task = (!args.webhook.no_webhook).then(|| {
         let serve = webhook::Serve {
             client: client.clone(),
@@ -163,19 +180,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ready: webhook_ready_tx,
         };
         let webhook_args = args.webhook.clone();
+        let stop_tx = stop_tx.clone();
+        let failure = failure.clone();
         tokio::spawn(async move {
             if let Err(error) = webhook::serve(&webhook_args, serve).await {
-                tracing::error!(error = %format!("{error:#}"), "the webhook stopped");
+                let message = format!("the webhook stopped: {error:#}");
+                tracing::error!("{message}");
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+                let _ = stop_tx.send(true);
             }
         })
     });
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight reconciles");
-        let _ = stop_tx.send(true);
-    });
+    let failed = || failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
 
     let elector = args.leader_elect.then(|| {
         Elector::new(
@@ -192,12 +208,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             () = elector.acquire() => {}
             _ = stop.wait_for(|s| *s) => {
                 server.abort();
-                return Ok(());
+                return match failed() {
+                    Some(message) => Err(anyhow::anyhow!(message)),
+                    None => Ok(()),
+                };
             }
         }
     }
     let lost = {
-        let controllers = controllers(client, ctx, stopped(stop_rx.clone()));
+        let controllers = controllers(client, ctx, args.concurrency, stopped(stop_rx.clone()));
         match &elector {
             Some(elector) => tokio::select! {
                 () = controllers => false,
@@ -219,18 +238,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if lost {
         anyhow::bail!("lost the Lease; exiting so that a restart campaigns again");
     }
-    Ok(())
+    match failed() {
+        Some(message) => Err(anyhow::anyhow!(message)),
+        None => Ok(()),
+    }
 }
 
 /// Both controllers, until `shutdown` resolves.
 async fn controllers(
     client: Client,
     ctx: Arc<Context>,
+    concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let trusts: Api<FederatedTrust> = Api::all(client.clone());
     let policies: Api<AccessPolicy> = Api::all(client.clone());
+    let config = || kube::runtime::controller::Config::default().concurrency(concurrency);
     let trust_controller = Controller::new(trusts.clone(), watcher::Config::default())
+        .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(
             federated_trust::reconcile::reconcile,
@@ -242,7 +267,8 @@ async fn controllers(
                 tracing::debug!(%error, "FederatedTrust controller");
             }
         });
-    let policy_controller = Controller::new(policies, watcher::Config::default());
+    let policy_controller =
+        Controller::new(policies, watcher::Config::default()).with_config(config());
     let store = policy_controller.store();
     let by_namespace = store.clone();
     let policy_controller = policy_controller

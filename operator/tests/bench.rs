@@ -6,7 +6,8 @@
 //! service accounts) and writes `bench/results/converge.json`; `make test` runs it in a smoke
 //! size (5 policies, 50 service accounts) so that it cannot rot, and checks the two counts that
 //! do not depend on the machine: at most 3 cloud calls per policy, and no write at steady state.
-//! Times and memory are recorded, never asserted.
+//! Times and memory are recorded, never asserted. The peak RSS is the whole `passport run`
+//! process, its webhook's stores (every service account's metadata) included.
 
 // The whole crate is test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,8 +32,10 @@ use harness::{apply_policy, apply_trust, harness_with, trust_condition, wait_tru
 
 const TRUST_LABEL: &str = "e2e.passport.dev/trust";
 /// The drift-check period of the benchmarked operator: long enough not to land inside a
-/// convergence, short enough to observe one steady-state resync.
-const RESYNC_SECONDS: u64 = 20;
+/// convergence (whose calls it would inflate), short enough to observe one steady-state resync.
+fn resync_seconds(scale: &Scale) -> u64 {
+    if scale.name == "full" { 90 } else { 20 }
+}
 const POLICIES_PER_NAMESPACE: usize = 100;
 
 struct Scale {
@@ -70,11 +73,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn converge_policies_and_hold_a_steady_state() {
     let scale = scale();
-    let h = harness_with(RESYNC_SECONDS);
+    let resync = resync_seconds(&scale);
+    let h = harness_with(resync);
     let client = h.client().await;
     let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
 
-    // Service accounts the operator must not be slowed by (it never lists them).
+    // Service accounts: the webhook keeps their metadata in memory; the controllers never list
+    // them.
     let sa_namespace = h.namespace(&client, "bench-sa", &[]).await;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &sa_namespace);
     let started = Instant::now();
@@ -164,7 +169,7 @@ async fn converge_policies_and_hold_a_steady_state() {
         // One full resync period at steady state.
         let writes_before = h.calls("aws", "write").await;
         let reads_before = h.calls("aws", "read").await;
-        tokio::time::sleep(Duration::from_secs(RESYNC_SECONDS + RESYNC_SECONDS / 2)).await;
+        tokio::time::sleep(Duration::from_secs(resync + resync / 2)).await;
         let steady_writes = h.calls("aws", "write").await - writes_before;
         let steady_reads = h.calls("aws", "read").await - reads_before;
         let rss = h.operator_pid().and_then(peak_rss_kib);
@@ -177,23 +182,21 @@ async fn converge_policies_and_hold_a_steady_state() {
             "steadyStateResyncReads": steady_reads,
             "peakRssMiB": rss.map(|kib| kib as f64 / 1024.0),
         }));
-        assert!(
-            calls as f64 / count as f64 <= 3.0,
-            "{calls} cloud calls for {count} policies: over 3 per policy"
-        );
-        assert_eq!(steady_writes, 0, "a steady-state resync wrote to AWS");
-        assert!(steady_reads > 0, "no resync happened in {RESYNC_SECONDS} s");
     }
     let result = json!({
         "benchmark": "converge",
         "scale": scale.name,
         "command": if scale.name == "full" { "make bench" } else { "make test (smoke size)" },
-        "build": "debug (the test profile)",
+        "build": if std::env::var_os("PASSPORT_BIN").is_some() {
+            "release (PASSPORT_BIN, as make bench builds it)"
+        } else {
+            "debug (the test profile)"
+        },
         "cloud": "AWS IAM on the local stack (moto behind the IAM front)",
         "serviceAccounts": scale.service_accounts,
         "serviceAccountsCreateSeconds": service_accounts_seconds,
-        "resyncSeconds": RESYNC_SECONDS,
-        "runs": runs,
+        "resyncSeconds": resync,
+        "runs": runs.clone(),
     });
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = if scale.name == "full" {
@@ -204,4 +207,23 @@ async fn converge_policies_and_hold_a_steady_state() {
     std::fs::create_dir_all(std::path::Path::new(&out).parent().unwrap()).unwrap();
     std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap() + "\n").unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&result).unwrap());
+    // Checked once the numbers are written, so that a miss still leaves its measurement.
+    for run in &runs {
+        let (count, calls) = (
+            run["policies"].as_u64().unwrap(),
+            run["cloudCalls"].as_u64().unwrap(),
+        );
+        assert!(
+            calls as f64 / count as f64 <= 3.0,
+            "{calls} cloud calls for {count} policies: over 3 per policy"
+        );
+        assert_eq!(
+            run["steadyStateResyncWrites"], 0,
+            "a steady-state resync wrote to AWS"
+        );
+        assert!(
+            run["steadyStateResyncReads"].as_u64().unwrap() > 0,
+            "no resync happened in {resync} s"
+        );
+    }
 }

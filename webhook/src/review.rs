@@ -127,6 +127,19 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
         )));
     }
     let response = AdmissionResponse::from(&request);
+    if request.operation != Operation::Create {
+        // Only CREATE is mutated; other operations (a DELETE has no object) pass untouched.
+        return Ok(Reviewed {
+            review: response.into_review(),
+            decision: Decision::Ignored {
+                operation: format!("{:?}", request.operation),
+            },
+            uid: request.uid.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            pod: request.name.clone(),
+            service_account: String::new(),
+        });
+    }
     let pod = request.object.as_ref().ok_or(ReviewError::NoObject)?;
     let namespace = request
         .namespace
@@ -145,9 +158,6 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
         pod: pod_display_name(pod),
         service_account: sa,
     };
-    if request.operation != Operation::Create {
-        return Ok(reviewed);
-    }
     let bindings = source.bindings(&reviewed.namespace, &reviewed.service_account, pod);
     match mutate(pod, &bindings) {
         Err(denial) => {

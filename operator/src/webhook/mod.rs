@@ -144,6 +144,10 @@ pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
     });
     let app = server::router(state);
     let addr = args.webhook_addr;
+    // Bind before reporting ready, so that a port in use fails the start, not the first pod.
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
     let ready = serve.ready;
     tokio::spawn(async move {
         if lookups.ready().await {
@@ -151,7 +155,7 @@ pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
         }
     });
     tracing::info!(%addr, "serving the admission webhook (HTTPS)");
-    axum_server::bind_rustls(addr, rustls)
+    axum_server::from_tcp_rustls(listener, rustls)?
         .serve(app.into_make_service())
         .await
         .with_context(|| format!("serving the webhook on {addr}"))

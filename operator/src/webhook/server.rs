@@ -19,7 +19,7 @@ use kube::{
     core::admission::AdmissionReview,
     runtime::events::{Event, EventType, Recorder},
 };
-use passport_webhook::{Decision, Reviewed};
+use passport_webhook::{Decision, ReviewError, Reviewed};
 
 use super::lookups::Lookups;
 use crate::{audit, metrics::Metrics};
@@ -57,6 +57,10 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
         }
     };
     let (namespace, service_account) = match parsed.request.as_ref() {
+        // Only a CREATE is mutated: no lookups for the others.
+        Some(request) if request.operation != kube::core::admission::Operation::Create => {
+            (String::new(), String::new())
+        }
         Some(request) => {
             let pod = request.object.as_ref();
             let namespace = request
@@ -89,6 +93,15 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     };
     let reviewed = match passport_webhook::review(&body, &source) {
         Ok(reviewed) => reviewed,
+        // Passport's own failures are its fault, not the request's.
+        Err(error @ (ReviewError::Serialize(_) | ReviewError::Patch(_))) => {
+            state.metrics.admission("invalid", started.elapsed());
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": error.to_string() })),
+            )
+                .into_response();
+        }
         Err(error) => {
             state.metrics.admission("invalid", started.elapsed());
             return bad_request(error.to_string());
@@ -211,7 +224,7 @@ fn record(state: &WebhookState, reviewed: &Reviewed) {
             let event = Event {
                 type_: EventType::Warning,
                 reason: "ConditionsNotMet".to_owned(),
-                note: Some(note),
+                note: Some(crate::controllers::context::truncate(note, 1000)),
                 action: action.to_owned(),
                 secondary: None,
             };

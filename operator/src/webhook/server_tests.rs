@@ -146,3 +146,29 @@ async fn a_pod_with_a_policy_gets_its_patch_and_its_uid_back() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_delete_is_admitted_untouched_without_an_object() {
+    let state = state(lookups(Vec::new(), Vec::new()));
+    let body = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "d-1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "app",
+            "namespace": "shop",
+            "operation": "DELETE",
+            "userInfo": {"username": "alice"},
+            "object": null,
+            "oldObject": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"}, "spec": {"containers": []}}
+        }
+    })
+    .to_string();
+    let (status, json) = post(state, &body).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["response"]["uid"], "d-1");
+    assert_eq!(json["response"]["allowed"], true);
+    assert!(json["response"]["patch"].is_null());
+}

@@ -226,11 +226,20 @@ pub async fn current(client: &Client, settings: &TlsSettings) -> anyhow::Result<
     }
 }
 
+/// What a caBundle patch found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patched {
+    Patched,
+    AlreadyCurrent,
+    /// No configuration of that name.
+    Missing,
+}
+
 /// Writes `ca_pem` into every webhook's `caBundle` of the configuration, when it differs.
-pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyhow::Result<bool> {
+pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyhow::Result<Patched> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let Some(configuration) = api.get_opt(name).await? else {
-        return Ok(false);
+        return Ok(Patched::Missing);
     };
     let bundle = ByteString(ca_pem.as_bytes().to_vec());
     let webhooks = configuration.webhooks.unwrap_or_default();
@@ -238,7 +247,7 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyho
         .iter()
         .all(|w| w.client_config.ca_bundle.as_ref() == Some(&bundle))
     {
-        return Ok(false);
+        return Ok(Patched::AlreadyCurrent);
     }
     let patch: Vec<json_patch::PatchOperation> = webhooks
         .iter()
@@ -260,7 +269,7 @@ pub async fn patch_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyho
     )
     .await?;
     tracing::info!(configuration = name, "patched the webhook's caBundle");
-    Ok(true)
+    Ok(Patched::Patched)
 }
 
 /// Keeps the served certificate and the `caBundle` current: checks every `interval`, reloads
@@ -272,12 +281,26 @@ pub async fn keep_current(
     mut served: Material,
     interval: Duration,
 ) {
+    let mut missing_reported = false;
     loop {
         if let Some(name) = &settings.configuration
             && !served.ca_pem.is_empty()
-            && let Err(error) = patch_ca_bundle(&client, name, &served.ca_pem).await
         {
-            tracing::warn!(%error, configuration = %name, "patching the caBundle failed");
+            match patch_ca_bundle(&client, name, &served.ca_pem).await {
+                Ok(Patched::Missing) if !missing_reported => {
+                    tracing::warn!(
+                        configuration = %name,
+                        "the MutatingWebhookConfiguration does not exist (yet): its caBundle is \
+                         patched once it does; check --webhook-configuration"
+                    );
+                    missing_reported = true;
+                }
+                Ok(Patched::Missing) => {}
+                Ok(_) => missing_reported = false,
+                Err(error) => {
+                    tracing::warn!(%error, configuration = %name, "patching the caBundle failed")
+                }
+            }
         }
         tokio::time::sleep(interval).await;
         match current(&client, &settings).await {

@@ -164,3 +164,306 @@ async fn pods_of_a_policy_get_credentials_from_the_operators_webhook() {
         "{metrics}"
     );
 }
+
+/// Creates a pod of `service_account`, retrying while the API server catches up with the
+/// webhook configuration; returns the first pod the webhook injected.
+async fn injected_pod(pods: &Api<Pod>, prefix: &str, service_account: &str) -> Option<Pod> {
+    for i in 0..50 {
+        if let Ok(created) = pods
+            .create(
+                &PostParams::default(),
+                &pod(&format!("{prefix}{i}"), service_account),
+            )
+            .await
+            && env(&created, "AWS_ROLE_ARN").is_some()
+        {
+            return Some(created);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    None
+}
+
+async fn aws_namespace(client: &kube::Client, prefix: &str) -> String {
+    let h = harness();
+    let trust = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let ns = h.namespace(client, prefix, &[(TRUST_LABEL, &trust)]).await;
+    h.service_accounts(client, &ns, &["api"]).await;
+    apply_trust(client, &trust_yaml(&trust, "")).await;
+    wait_trust(client, &trust, "Ready", |t| {
+        trust_condition(t, "Ready").0 == "True"
+    })
+    .await;
+    apply_policy(
+        client,
+        &ns,
+        &format!("metadata: {{name: api}}\nspec:\n  trustRef: {{name: {trust}}}\n  serviceAccounts: [api]\n  aws: {{}}\n"),
+    )
+    .await;
+    wait_policy(client, &ns, "api", "Ready", policy_ready).await;
+    ns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_outage_refuses_pods_only_in_passport_namespaces() {
+    let h = harness();
+    let _quiet = h.exclusive().await;
+    let client = h.client().await;
+    register(&client).await;
+    let ns = aws_namespace(&client, "outage").await;
+    let elsewhere = h.namespace(&client, "elsewhere", &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert!(injected_pod(&pods, "before", "api").await.is_some());
+
+    h.kill_operator();
+    let refused = pods
+        .create(&PostParams::default(), &pod("during", "api"))
+        .await
+        .expect_err("failurePolicy Fail refuses pods of Passport namespaces while it is down");
+    let kube::Error::Api(status) = refused else {
+        panic!("not an API error: {refused:?}");
+    };
+    assert!(
+        status
+            .message
+            .contains("failed calling webhook \"pods.passport.dev\""),
+        "{}",
+        status.message
+    );
+    // Namespaces without Passport's label never reach the webhook.
+    Api::<Pod>::namespaced(client.clone(), &elsewhere)
+        .create(&PostParams::default(), &pod("unaffected", "default"))
+        .await
+        .expect("a namespace outside Passport is unaffected by its outage");
+
+    h.start_operator().unwrap();
+    assert!(
+        injected_pod(&pods, "after", "api").await.is_some(),
+        "the webhook came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_near_expiry_is_renewed_and_served_without_a_restart() {
+    use k8s_openapi::api::core::v1::Secret;
+    let h = harness();
+    let _quiet = h.exclusive().await;
+    let client = h.client().await;
+    register(&client).await;
+    let ns = aws_namespace(&client, "rotate").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert!(injected_pod(&pods, "before", "api").await.is_some());
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let before = secrets.get("passport-webhook-tls").await.unwrap();
+    let cert = |s: &Secret| s.data.as_ref().and_then(|d| d.get("tls.crt")).cloned();
+    let ca = |s: &Secret| s.data.as_ref().and_then(|d| d.get("ca.crt")).cloned();
+    // Pretend the certificate expires tomorrow: inside the renewal window.
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    secrets
+        .patch(
+            "passport-webhook-tls",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"passport.dev/not-after": tomorrow}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("the renewal", || async {
+        let now = secrets.get("passport-webhook-tls").await.unwrap();
+        cert(&now) != cert(&before)
+    })
+    .await;
+    let after = secrets.get("passport-webhook-tls").await.unwrap();
+    assert_eq!(
+        ca(&after),
+        ca(&before),
+        "the CA, and so the caBundle, is kept"
+    );
+    // Give the server its reload period, then admit through the new certificate.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert!(injected_pod(&pods, "after", "api").await.is_some());
+    assert!(
+        h.operator_log()
+            .contains("reloaded the webhook's serving certificate")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_clouds_own_loader_gets_credentials_from_an_injected_pods_files() {
+    let h = harness();
+    let _shared = h.shared().await;
+    let client = h.client().await;
+    register(&client).await;
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let ns = h
+        .namespace(
+            &client,
+            "sdk",
+            &[(crate::aws::TRUST_LABEL, &format!("sdk-{id}"))],
+        )
+        .await;
+    h.service_accounts(&client, &ns, &["shop", "nobody"]).await;
+    // The demo's trusts and policies, renamed for this namespace.
+    let demo = include_str!("../../../e2e/demo/demo.yaml");
+    let trust_name = format!("sdk-{id}");
+    for doc in demo.split("\n---\n") {
+        let value: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        let doc = doc
+            .replace(
+                "passport.dev/demo: \"true\"",
+                &format!("{}: {trust_name}", crate::aws::TRUST_LABEL),
+            )
+            .replace("name: demo-aws", &format!("name: {trust_name}-aws"))
+            .replace("name: demo-gcp", &format!("name: {trust_name}-gcp"))
+            .replace("name: demo-azure", &format!("name: {trust_name}-azure"))
+            .replace("poolId: demo-cluster", &format!("poolId: pool-{id}"))
+            .replace("roleName: demo-shop", &format!("roleName: shop-{id}"))
+            .replace("namespace: demo", &format!("namespace: {ns}"));
+        match kind.as_str() {
+            "FederatedTrust" => {
+                apply_trust(&client, &doc).await;
+            }
+            "AccessPolicy" => {
+                apply_policy(&client, &ns, &doc).await;
+            }
+            _ => {}
+        }
+    }
+    for cloud in ["aws", "gcp", "azure"] {
+        wait_policy(
+            &client,
+            &ns,
+            &format!("shop-{cloud}"),
+            "Ready",
+            policy_ready,
+        )
+        .await;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let shop = injected_pod(&pods, "shop", "shop")
+        .await
+        .expect("the shop pod is injected");
+    let nobody = pods
+        .create(&PostParams::default(), &pod("nobody", "nobody"))
+        .await
+        .unwrap();
+    assert_eq!(env(&nobody, "AWS_ROLE_ARN"), None);
+
+    // What a node writes for the pods, then each cloud's own loader with only that.
+    let root = h.stack.dir().join(format!("pods-{id}"));
+    let kubelet = passport_e2e::kubelet::Kubelet::new(client.clone(), &root);
+    for name in [shop.name_any(), "nobody".to_owned()] {
+        kubelet.materialise(&ns, &name).await.unwrap();
+    }
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../e2e/scripts/demo_exchange.py"
+    );
+    let ca = h.stack.apiserver.ca_path();
+    let run = |pod: &Pod| {
+        let file = root.join(format!("{}.json", pod.name_any()));
+        std::fs::write(&file, serde_json::to_vec(&pods_json(pod)).unwrap()).unwrap();
+        std::process::Command::new(python)
+            .args([
+                script,
+                file.to_str().unwrap(),
+                root.to_str().unwrap(),
+                "app",
+            ])
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("AWS_CA_BUNDLE", &ca)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .output()
+            .unwrap()
+    };
+    let out = run(&pods.get(&shop.name_any()).await.unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("assumed-role/shop-{id}/")), "{text}");
+    assert!(
+        text.contains("payments-api@my-project.iam.gserviceaccount.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6c2a5d7e-1f3b-4a8c-9d0e-2b4f6a8c0e1d"),
+        "{text}"
+    );
+
+    // A pod whose service account no policy names has nothing to exchange.
+    let out = run(&pods.get("nobody").await.unwrap());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert_eq!(text.matches("FAILED").count(), 3, "{text}");
+}
+
+fn pods_json(pod: &Pod) -> serde_json::Value {
+    serde_json::to_value(pod).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_that_predate_their_policy_are_counted_and_their_owner_named() {
+    use k8s_openapi::api::events::v1::Event;
+    let h = harness();
+    let _shared = h.shared().await;
+    let client = h.client().await;
+    let trust = format!("early-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let ns = h
+        .namespace(&client, "early", &[(TRUST_LABEL, &trust)])
+        .await;
+    h.service_accounts(&client, &ns, &["api"]).await;
+    // Created before the policy: the namespace is not enabled yet, so no webhook sees it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), &pod("early", "api"))
+        .await
+        .unwrap();
+    apply_trust(&client, &trust_yaml(&trust, "")).await;
+    wait_trust(&client, &trust, "Ready", |t| {
+        trust_condition(t, "Ready").0 == "True"
+    })
+    .await;
+    apply_policy(
+        &client,
+        &ns,
+        &format!("metadata: {{name: api}}\nspec:\n  trustRef: {{name: {trust}}}\n  serviceAccounts: [api]\n  aws: {{}}\n"),
+    )
+    .await;
+    let policy = wait_policy(
+        &client,
+        &ns,
+        "api",
+        "Ready with the early pod counted",
+        |p| {
+            policy_ready(p) && p.status.as_ref().and_then(|s| s.pods_without_credentials) == Some(1)
+        },
+    )
+    .await;
+    assert_eq!(policy.status.unwrap().pods_without_credentials, Some(1));
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    eventually("a PodsWithoutCredentials Event naming the pod", || async {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("PodsWithoutCredentials")
+                    && e.note.as_deref().is_some_and(|n| n.contains("Pod/early"))
+            })
+    })
+    .await;
+}

@@ -2,6 +2,7 @@
 //! `reconcile` (the Kubernetes side).
 
 pub mod desired;
+pub mod predating;
 pub mod reconcile;
 pub mod status;
 pub mod sync;

@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::{
     Api, Resource as _, ResourceExt as _,
     api::{ListParams, Patch, PatchParams},
@@ -24,6 +24,7 @@ use passport_crds::{
 
 use super::{
     desired::{self, Inputs},
+    predating,
     status::{self, Observed, Sync},
     sync,
 };
@@ -109,14 +110,9 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
                 .collect::<Vec<_>>(),
         )),
     };
-    let was_synced = policy.status.as_ref().is_some_and(|s| {
-        synced_at(
-            &s.conditions,
-            s.observed_generation,
-            policy.metadata.generation,
-        )
-    });
-    if was_synced && let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
+    // The memo decides, not the cached status: the cache may not have seen our own status
+    // write yet when a watch event (our namespace label, say) brings the next reconcile.
+    if let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
         // Nothing this policy depends on changed since the last full sync.
         return Ok((
             Action::requeue(requeue::jittered(
@@ -241,6 +237,13 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
     if let Some(blocking) = trust.as_ref().and_then(status::trust_blocking) {
         status::block_ready(&mut next, policy, blocking, now());
     }
+    let without = match failure {
+        None => pods_without_credentials(ctx, policy, &namespace, &resource).await,
+        Some(_) => None,
+    };
+    if let Some(found) = &without {
+        next.pods_without_credentials = i32::try_from(found.count).ok().filter(|n| *n > 0);
+    }
     if write_status(ctx, policy, &next).await? {
         if let Some(error) = &failure {
             ctx.event(
@@ -249,6 +252,23 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
                 error.reason().as_str(),
                 "Sync",
                 error.to_string(),
+            )
+            .await;
+        }
+        if let Some(found) = &without
+            && found.count > 0
+            && policy
+                .status
+                .as_ref()
+                .and_then(|s| s.pods_without_credentials)
+                != next.pods_without_credentials
+        {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "PodsWithoutCredentials",
+                "Sync",
+                predating::note(found, &namespace),
             )
             .await;
         }
@@ -366,6 +386,28 @@ async fn write_status(
     let api: Api<AccessPolicy> =
         Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
     patch_status(&api, &policy.name_any(), next).await
+}
+
+/// The policy's pods that predate it, or None when the pods cannot be listed (a missing RBAC
+/// rule is logged, never fatal).
+async fn pods_without_credentials(
+    ctx: &Context,
+    policy: &AccessPolicy,
+    namespace: &str,
+    resource: &str,
+) -> Option<predating::WithoutCredentials> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match pods.list(&ListParams::default()).await {
+        Ok(list) => Some(predating::pods_without_credentials(
+            &list.items,
+            resource,
+            &policy.spec.service_accounts,
+        )),
+        Err(error) => {
+            tracing::warn!(%error, namespace, "listing pods to find those without credentials");
+            None
+        }
+    }
 }
 
 /// Labels the namespace so the webhook's namespaceSelector covers it.

@@ -115,6 +115,7 @@ pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> Acc
         aws: previous.aws.clone(),
         gcp: previous.gcp.clone(),
         azure: previous.azure.clone(),
+        pods_without_credentials: previous.pods_without_credentials,
     };
     if let Sync::Synced(plan) = &observed.sync {
         status.identity = Some(plan.identity.clone());
@@ -242,6 +243,7 @@ pub fn changed(previous: Option<&AccessPolicyStatus>, next: &AccessPolicyStatus)
             s.aws.clone(),
             s.gcp.clone(),
             s.azure.clone(),
+            s.pods_without_credentials,
         )
     };
     !conditions::same(&previous.conditions, &next.conditions) || outputs(previous) != outputs(next)

@@ -74,14 +74,9 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
         generation: trust.metadata.generation,
         digest: crate::audit::digest(&discovered.as_ref().map(|d| (&d.issuer, &d.jwks))),
     };
-    let was_synced = trust.status.as_ref().is_some_and(|s| {
-        synced_at(
-            &s.conditions,
-            s.observed_generation,
-            trust.metadata.generation,
-        )
-    });
-    if was_synced && let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
+    // The memo decides, not the cached status: the cache may not have seen our own status
+    // write yet when a watch event (our namespace label, say) brings the next reconcile.
+    if let Some(elapsed) = ctx.synced.fresh(&key, &inputs, ctx.settings.resync) {
         // Neither the spec nor the cluster's keys changed since the last full sync.
         return Ok(Action::requeue(requeue::jittered(
             ctx.settings.resync.saturating_sub(elapsed),
