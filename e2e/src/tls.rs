@@ -100,3 +100,88 @@ pub fn client_trusting(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
 
 /// Shared handle to a CA, for servers that outlive the function that made it.
 pub type SharedCa = Arc<Ca>;
+
+/// The TLS client configuration kube-apiserver's Go TLS amounts to for a webhook's `caBundle`:
+/// chains to the bundle's certificates as usual, and also a self-signed serving certificate
+/// that is itself in the bundle even when it is marked CA:TRUE (what `openssl req -x509` makes
+/// by default). Go accepts such a certificate as its own root; webpki alone refuses a CA
+/// certificate as an end entity. The host name is checked either way.
+pub fn webhook_client_config(ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    install_crypto_provider();
+    let bundle: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+        .collect::<Result<_, _>>()
+        .context("parsing the caBundle")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &bundle {
+        roots
+            .add(cert.clone())
+            .context("adding a caBundle certificate")?;
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build()?;
+    let verifier = Arc::new(BundleVerifier { inner, bundle });
+    Ok(rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+#[derive(Debug)]
+struct BundleVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    bundle: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for BundleVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => Ok(verified),
+            Err(_)
+                if self
+                    .bundle
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

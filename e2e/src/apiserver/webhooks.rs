@@ -230,9 +230,9 @@ async fn call(
         let pem = STANDARD
             .decode(bundle)
             .map_err(|e| format!("failed to call webhook: invalid caBundle: {e}"))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("failed to call webhook: invalid caBundle: {e}"))?;
-        builder = builder.tls_certs_only(certs);
+        let tls = crate::tls::webhook_client_config(&pem)
+            .map_err(|e| format!("failed to call webhook: invalid caBundle: {e:#}"))?;
+        builder = builder.tls_backend_preconfigured(tls);
     }
     if let Some((host, addr)) = &resolve {
         builder = builder.resolve(host, *addr);

@@ -513,6 +513,52 @@ async fn url_webhooks_need_their_ca_bundle_and_follow_their_failure_policy() -> 
     assert!(!admitted.annotations().contains_key("stack.test/mutated"));
     unregister(&client, "ignored").await?;
 
+    // A self-signed serving certificate marked CA:TRUE, its own caBundle (what `openssl req
+    // -x509` makes): kube-apiserver's Go TLS accepts it.
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate()?;
+    let self_signed = params.self_signed(&key)?;
+    let own_tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        self_signed.pem().into_bytes(),
+        key.serialize_pem().into_bytes(),
+    )
+    .await?;
+    let own_server = Server::https(webhook_router(Arc::default()), own_tls).await?;
+    let own_url = format!("https://127.0.0.1:{}/annotate", own_server.addr().port());
+    let mut extra = selector.clone();
+    extra["failurePolicy"] = json!("Fail");
+    register(
+        &client,
+        "self-signed",
+        vec![webhook(
+            "selfsigned.url.test",
+            json!({ "url": own_url, "caBundle": STANDARD.encode(self_signed.pem()) }),
+            extra,
+        )],
+    )
+    .await?;
+    let mut accepted = false;
+    for i in 0..50 {
+        if let Ok(p) = pods
+            .create(
+                &PostParams::default(),
+                &pod(&format!("selfsigned{i}"), json!({}))?,
+            )
+            .await
+            && p.annotations().contains_key("stack.test/mutated")
+        {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        accepted,
+        "a CA:TRUE self-signed webhook certificate was refused"
+    );
+    unregister(&client, "self-signed").await?;
+
     register(
         &client,
         "bytes",
