@@ -57,6 +57,38 @@ impl Record {
         }
     }
 
+    /// The record of an ensure: None when it changed nothing.
+    pub fn ensured<T>(
+        cloud: Cloud,
+        object: &str,
+        ensured: &crate::cloud::Ensured<T>,
+        after: &impl serde::Serialize,
+    ) -> Option<Self> {
+        let operation = match ensured.change {
+            crate::cloud::Change::Unchanged => return None,
+            crate::cloud::Change::Created => "create",
+            crate::cloud::Change::Updated => "update",
+        };
+        Some(Self::change(
+            cloud,
+            object,
+            operation,
+            ensured.changes.clone(),
+            after,
+        ))
+    }
+
+    /// The record of a delete: None when there was nothing to delete.
+    pub fn deleted(cloud: Cloud, object: &str, deleted: &crate::cloud::Deleted) -> Option<Self> {
+        match deleted {
+            crate::cloud::Deleted::Deleted => {
+                Some(Self::change(cloud, object, "delete", Vec::new(), &()))
+            }
+            crate::cloud::Deleted::Kept { why } => Some(Self::kept(cloud, object, why)),
+            crate::cloud::Deleted::Absent => None,
+        }
+    }
+
     /// A failed change: the cloud and operation of the error.
     pub fn failed(error: &crate::cloud::CloudError, object: &str) -> Self {
         Self {

@@ -220,6 +220,26 @@ impl Context {
             tracing::warn!(%error, reason, "could not publish an Event");
         }
     }
+
+    /// A Warning Event for a failed cloud call: the error's reason, `action`, and `note` (the
+    /// error itself when None).
+    pub async fn cloud_warning(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        action: &str,
+        error: &CloudError,
+        note: Option<String>,
+    ) {
+        let note = note.unwrap_or_else(|| error.to_string());
+        self.event(
+            object,
+            EventType::Warning,
+            error.reason().as_str(),
+            action,
+            note,
+        )
+        .await;
+    }
 }
 
 /// `text` cut to at most `max` bytes on a character boundary (Event notes take 1 kB).

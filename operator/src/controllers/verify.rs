@@ -274,15 +274,7 @@ fn cloud_error(body: &str) -> String {
             .or_else(|| text("error"))
             .map(str::to_owned)
     });
-    let mut message = message.unwrap_or_else(|| body.to_owned());
-    if message.len() > 500 {
-        let mut end = 500;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    message
+    super::context::truncate(message.unwrap_or_else(|| body.to_owned()), 500)
 }
 
 #[cfg(test)]

@@ -74,40 +74,14 @@ async fn pods_of_a_policy_get_credentials_from_the_operators_webhook() {
     let _shared = h.shared().await;
     let client = h.client().await;
     register(&client).await;
-    let trust = format!("hook-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let ns = h.namespace(&client, "hook", &[(TRUST_LABEL, &trust)]).await;
-    h.service_accounts(&client, &ns, &["api", "other"]).await;
-    apply_trust(&client, &trust_yaml(&trust, "")).await;
-    wait_trust(&client, &trust, "Ready", |t| {
-        trust_condition(t, "Ready").0 == "True"
-    })
-    .await;
-    apply_policy(
-        &client,
-        &ns,
-        &format!("metadata: {{name: api}}\nspec:\n  trustRef: {{name: {trust}}}\n  serviceAccounts: [api]\n  aws: {{}}\n"),
-    )
-    .await;
-    wait_policy(&client, &ns, "api", "Ready", policy_ready).await;
-
+    let ns = aws_namespace(&client, "hook", &["other"]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let role = naming::aws_role_name(CLUSTER, &ns, "api");
     let arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/passport/{role}");
     // The API server may need a moment to see the patched caBundle; retry with new names.
-    let mut injected = None;
-    for i in 0..50 {
-        match pods
-            .create(&PostParams::default(), &pod(&format!("app{i}"), "api"))
-            .await
-        {
-            Ok(created) if env(&created, "AWS_ROLE_ARN").is_some() => {
-                injected = Some(created);
-                break;
-            }
-            Ok(_) | Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-        }
-    }
-    let injected = injected.unwrap_or_else(|| panic!("no pod was injected\n{}", h.operator_log()));
+    let injected = injected_pod(&pods, "app", "api")
+        .await
+        .unwrap_or_else(|| panic!("no pod was injected\n{}", h.operator_log()));
     assert_eq!(
         env(&injected, "AWS_ROLE_ARN").as_deref(),
         Some(arn.as_str())
@@ -184,14 +158,18 @@ async fn injected_pod(pods: &Api<Pod>, prefix: &str, service_account: &str) -> O
     None
 }
 
-async fn aws_namespace(client: &kube::Client, prefix: &str) -> String {
+/// A namespace with an AWS trust and a Ready policy for service account `api`, and the other
+/// service accounts `extra`.
+async fn aws_namespace(client: &kube::Client, prefix: &str, extra: &[&str]) -> String {
     let h = harness();
     let trust = format!(
         "{prefix}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     let ns = h.namespace(client, prefix, &[(TRUST_LABEL, &trust)]).await;
-    h.service_accounts(client, &ns, &["api"]).await;
+    let mut names = vec!["api"];
+    names.extend_from_slice(extra);
+    h.service_accounts(client, &ns, &names).await;
     apply_trust(client, &trust_yaml(&trust, "")).await;
     wait_trust(client, &trust, "Ready", |t| {
         trust_condition(t, "Ready").0 == "True"
@@ -213,7 +191,7 @@ async fn a_webhook_outage_refuses_pods_only_in_passport_namespaces() {
     let _quiet = h.exclusive().await;
     let client = h.client().await;
     register(&client).await;
-    let ns = aws_namespace(&client, "outage").await;
+    let ns = aws_namespace(&client, "outage", &[]).await;
     let elsewhere = h.namespace(&client, "elsewhere", &[]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert!(injected_pod(&pods, "before", "api").await.is_some());
@@ -253,7 +231,7 @@ async fn a_certificate_near_expiry_is_renewed_and_served_without_a_restart() {
     let _quiet = h.exclusive().await;
     let client = h.client().await;
     register(&client).await;
-    let ns = aws_namespace(&client, "rotate").await;
+    let ns = aws_namespace(&client, "rotate", &[]).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert!(injected_pod(&pods, "before", "api").await.is_some());
 

@@ -246,14 +246,7 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
     }
     if write_status(ctx, policy, &next).await? {
         if let Some(error) = &failure {
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                error.reason().as_str(),
-                "Sync",
-                error.to_string(),
-            )
-            .await;
+            ctx.cloud_warning(&reference, "Sync", error, None).await;
         }
         if let Some(found) = &without
             && found.count > 0
@@ -355,14 +348,7 @@ async fn cleanup(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> 
                 // The finalizer stays until the cloud is clean; the condition says why.
                 let next = status::deleting(policy, error.reason(), &error.to_string(), now());
                 if write_status(ctx, policy, &next).await? {
-                    ctx.event(
-                        &reference,
-                        EventType::Warning,
-                        error.reason().as_str(),
-                        "Delete",
-                        error.to_string(),
-                    )
-                    .await;
+                    ctx.cloud_warning(&reference, "Delete", &error, None).await;
                 }
                 // An error keeps the finalizer (kube-runtime removes it after an Ok).
                 return Err(Error::Cleanup(error));

@@ -10,7 +10,7 @@ use passport_crds::{AccessPolicy, AccessPolicyStatus, Cloud};
 use super::desired::{PolicyObject, PolicyPlan};
 use crate::{
     audit::Record,
-    cloud::{BindingIntent, Change, CloudError, Deleted, Ensured, Owner},
+    cloud::{BindingIntent, CloudError, Deleted, Ensured, Owner},
     controllers::context::Clouds,
 };
 
@@ -38,29 +38,12 @@ impl Report {
         ensured: &Ensured<T>,
         after: &impl serde::Serialize,
     ) {
-        let operation = match ensured.change {
-            Change::Unchanged => return,
-            Change::Created => "create",
-            Change::Updated => "update",
-        };
-        self.records.push(Record::change(
-            cloud,
-            object,
-            operation,
-            ensured.changes.clone(),
-            after,
-        ));
+        self.records
+            .extend(Record::ensured(cloud, object, ensured, after));
     }
 
     fn deleted(&mut self, cloud: Cloud, object: &str, deleted: &Deleted) {
-        match deleted {
-            Deleted::Deleted => {
-                self.records
-                    .push(Record::change(cloud, object, "delete", Vec::new(), &()))
-            }
-            Deleted::Absent => {}
-            Deleted::Kept { why } => self.records.push(Record::kept(cloud, object, why)),
-        }
+        self.records.extend(Record::deleted(cloud, object, deleted));
     }
 }
 

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     audit::{self, Record, Who},
-    cloud::{Change, CloudError, Deleted, OidcProviderRelease, Owner, WorkloadIdentityRef},
+    cloud::{CloudError, Deleted, OidcProviderRelease, Owner, WorkloadIdentityRef},
     controllers::{
         context::{Context, Error, Inputs as SyncInputs},
         issuer, now, patch_status, requeue, synced_at,
@@ -158,14 +158,7 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
     let unreachable = matches!(reachability, issuer::Reachability::Unreachable { .. });
     if write_status(ctx, trust, &next).await? {
         if let Some(error) = &failure {
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                error.reason().as_str(),
-                "Sync",
-                error.to_string(),
-            )
-            .await;
+            ctx.cloud_warning(&reference, "Sync", error, None).await;
         }
         if let issuer::Reachability::Unreachable { reason, message } = &reachability {
             ctx.event(
@@ -202,13 +195,7 @@ async fn ensure(
                 .oidc_providers()?
                 .ensure_oidc_provider(intent)
                 .await?;
-            let record = changed_record(
-                Cloud::Aws,
-                &ensured.state.arn,
-                ensured.change,
-                ensured.changes.clone(),
-                intent,
-            );
+            let record = Record::ensured(Cloud::Aws, &ensured.state.arn, &ensured, intent);
             Ok((Object::Aws(ensured.state), record))
         }
         TrustObject::GcpWorkloadIdentityProvider(intent) => {
@@ -217,32 +204,12 @@ async fn ensure(
                 .pools()?
                 .ensure_workload_identity_provider(intent)
                 .await?;
-            let record = changed_record(
-                Cloud::Gcp,
-                &ensured.state.provider_name,
-                ensured.change,
-                ensured.changes.clone(),
-                intent,
-            );
+            let record =
+                Record::ensured(Cloud::Gcp, &ensured.state.provider_name, &ensured, intent);
             Ok((Object::Gcp(ensured.state), record))
         }
         TrustObject::None => Ok((Object::None, None)),
     }
-}
-
-fn changed_record(
-    cloud: Cloud,
-    object: &str,
-    change: Change,
-    changes: Vec<String>,
-    intent: &impl serde::Serialize,
-) -> Option<Record> {
-    let operation = match change {
-        Change::Unchanged => return None,
-        Change::Created => "create",
-        Change::Updated => "update",
-    };
-    Some(Record::change(cloud, object, operation, changes, intent))
 }
 
 async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
@@ -339,12 +306,7 @@ async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error>
     match result {
         Ok(Some((object, deleted))) => {
             let cloud = trust.spec.cloud().unwrap_or(Cloud::Oidc);
-            let record = match &deleted {
-                Deleted::Deleted => Some(Record::change(cloud, &object, "delete", Vec::new(), &())),
-                Deleted::Kept { why } => Some(Record::kept(cloud, &object, why)),
-                Deleted::Absent => None,
-            };
-            if let Some(record) = record {
+            if let Some(record) = Record::deleted(cloud, &object, &deleted) {
                 audit::emit(&who, &record);
             }
             Ok(Action::await_change())
@@ -353,14 +315,9 @@ async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error>
         Err(error) => {
             audit::emit(&who, &Record::failed(&error, &name));
             ctx.metrics.error(KIND, error.reason().as_str());
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                error.reason().as_str(),
-                "Delete",
-                format!("cleaning up the cloud trust failed, the deletion waits: {error}"),
-            )
-            .await;
+            let note = format!("cleaning up the cloud trust failed, the deletion waits: {error}");
+            ctx.cloud_warning(&reference, "Delete", &error, Some(note))
+                .await;
             // An error keeps the finalizer (kube-runtime removes it after an Ok).
             Err(Error::Cleanup(error))
         }
