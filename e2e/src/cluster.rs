@@ -147,22 +147,28 @@ impl TestCluster {
     /// Server-side applies Passport's CRDs, as generated from the types, and waits until the API
     /// server serves them.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
-        let api = Api::<CustomResourceDefinition>::all(self.client());
-        let params = PatchParams::apply(passport_crds::keys::FIELD_MANAGER).force();
-        for (_, crd) in passport_crds::crdgen::crds() {
-            let name = crd.name_any();
-            api.patch(&name, &params, &Patch::Apply(&crd))
-                .await
-                .with_context(|| format!("applying CRD {name}"))?;
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(api.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .with_context(|| format!("CRD {name} not established within 30 s"))??;
-        }
-        Ok(())
+        install_crds(&self.client()).await
     }
+}
+
+/// Applies Passport's CRDs (server-side apply, generated from the API types) and waits until
+/// each is `Established`.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let params = PatchParams::apply(passport_crds::keys::FIELD_MANAGER).force();
+    for (_, crd) in passport_crds::crdgen::crds() {
+        let name = crd.name_any();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established within 30 s"))??;
+    }
+    Ok(())
 }
 
 /// Whether [`APISERVER_ENV`] asks for the real API server.

@@ -11,14 +11,10 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::{
-    api::core::v1::{Namespace, ServiceAccount},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams, PostParams},
-    runtime::wait::{await_condition, conditions},
 };
 use passport_crds::{AccessPolicy, FederatedTrust};
 use passport_e2e::{
@@ -87,7 +83,7 @@ fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
                 })
                 .await?;
                 let stack: &'static Stack = Box::leak(Box::new(stack));
-                install_crds(&stack.apiserver.client().await?).await?;
+                passport_e2e::cluster::install_crds(&stack.apiserver.client().await?).await?;
                 anyhow::Ok(stack)
             };
             let _ = tx.send(started.await);
@@ -123,21 +119,6 @@ fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
     };
     harness.start_operator()?;
     Ok(harness)
-}
-
-async fn install_crds(client: &Client) -> anyhow::Result<()> {
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    let params = PatchParams::apply(passport_crds::keys::FIELD_MANAGER).force();
-    for (_, crd) in passport_crds::crdgen::crds() {
-        let name = crd.name_any();
-        api.patch(&name, &params, &Patch::Apply(&crd)).await?;
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await??;
-    }
-    Ok(())
 }
 
 impl Harness {
