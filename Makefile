@@ -7,6 +7,9 @@ VENV := .venv
 # (.cache/go, see e2e/kube/build.sh), so a fresh clone needs nothing but Go and the module proxy;
 # later builds are incremental.
 KUBE_BIN := $(CURDIR)/.cache/go/bin/passport-kube
+# The Go SDKs' credential probes (e2e/probes), built the same way; operator/tests/run/sdks.rs
+# runs them and fails when PASSPORT_PROBE_BIN is unset.
+PROBE_BIN := $(CURDIR)/.cache/go/bin/passport-probe
 # The e2e tests written against TestCluster (`TestCluster::connect`, `TestCluster::fresh`): they
 # run on the emulator in `unit` and again on the real API server in `e2e-real`. `real_only::`
 # (RBAC) runs on the real server only. The operator's e2e tests (`passport run` as a process,
@@ -20,15 +23,18 @@ REAL_API_TESTS := passport_api:: real_only:: \
   recorder_events_are_core_events_too metadata_only_reads_and_watches \
   server_side_apply_tracks_field_managers owner_references_cascade_unless_orphaned \
   lists_page_with_limit_and_continue url_webhooks_need_their_ca_bundle_and_follow_their_failure_policy passport_stack_serves_every_emulator_and_stops_on_ctrl_c
-SUMMARY = awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d passed, %d failed\n", p, f }'
+# Sums cargo's "test result:" lines and pytest's "N failed, N passed in Xs" line.
+SUMMARY = awk '/^test result:/ { p += $$4; f += $$6; next } \
+  /^[0-9]+ (passed|failed)/ { for (i = 1; i < NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
+  END { printf "%d passed, %d failed\n", p, f }'
 
-.PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube e2e-real venv stack demo
+.PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube probes e2e-real venv stack demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-test: venv fmt-check clippy check-manifests unit e2e-real ## Everything CI runs: lint, generated-YAML drift check, all tests on both API servers
-	@$(SUMMARY) target/test.log target/test-real.log
+test: venv fmt-check clippy check-manifests unit pytest e2e-real ## Everything CI runs: lint, generated-YAML drift check, all tests on both API servers
+	@$(SUMMARY) target/test.log target/test-py.log target/test-real.log
 
 # Inside `make test` the partial runs leave the one summary line to `test`.
 test: PARTIAL_SUMMARY := no
@@ -41,30 +47,39 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-manifests: ## Regenerate config/crd from the API types
-	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- config/crd
+manifests: ## Regenerate config/crd and docs/reference.md from the API types
+	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- config/crd docs/reference.md
 
-check-manifests: ## Fail when config/crd differs from what the API types generate
+check-manifests: ## Fail when config/crd or docs/reference.md differs from what the API types generate
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- "$$tmp" >/dev/null; \
+	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- "$$tmp" "$$tmp/reference.md" >/dev/null; \
 	for f in "$$tmp"/*.yaml; do \
 	  diff -u "config/crd/$$(basename "$$f")" "$$f" || { echo "config/crd is stale: run 'make manifests' and commit" >&2; exit 1; }; \
-	done
+	done; \
+	diff -u docs/reference.md "$$tmp/reference.md" || { echo "docs/reference.md is stale: run 'make manifests' and commit" >&2; exit 1; }
 
-unit: ## All tests but the real-server-only ones, ending with one "N passed, N failed" line over every test binary
+unit: probes ## All tests but the real-server-only ones, ending with one "N passed, N failed" line over every test binary
 	@mkdir -p target
-	$(CARGO) test --workspace --locked -- --skip real_only:: 2>&1 | tee target/test.log
+	PASSPORT_PROBE_BIN=$(PROBE_BIN) $(CARGO) test --workspace --locked -- --skip real_only:: 2>&1 | tee target/test.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test.log
+
+.PHONY: pytest
+pytest: venv ## The Python tests (the Argo CD health checks in a real Lua; the Helm chart against kustomize, in Helm's own engine)
+	@mkdir -p target
+	$(VENV)/bin/python -m pytest -q config/argocd config/helm 2>&1 | tee target/test-py.log
 
 kube: ## Build the real control plane (etcd + kube-apiserver + controllers) from e2e/kube
 	e2e/kube/build.sh $(KUBE_BIN)
 
-e2e-real: kube ## The TestCluster e2e tests again, on the real kube-apiserver
+probes: ## Build the Go SDKs' credential probes (e2e/probes) into .cache/go/bin/passport-probe
+	e2e/probes/build.sh $(PROBE_BIN)
+
+e2e-real: kube probes ## The TestCluster e2e tests again, on the real kube-apiserver
 	@mkdir -p target
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
 	  $(CARGO) test --locked -p passport-e2e --test stack -- $(REAL_API_TESTS) 2>&1 | tee target/test-real.log
-	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
-	  $(CARGO) test --locked -p passport-operator --test run 2>&1 | tee -a target/test-real.log
+	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) PASSPORT_PROBE_BIN=$(PROBE_BIN) \
+	  $(CARGO) test --locked -p passport-operator --test run -- --skip drills::emulator_only:: 2>&1 | tee -a target/test-real.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
 
 bench: venv ## Benchmarks at full size: results in bench/results/*.json, table in docs/benchmarks.md

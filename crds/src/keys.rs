@@ -19,6 +19,10 @@ pub const SKIP_CONTAINERS: &str = "passport.dev/skip-containers";
 /// Namespace label set by the operator on namespaces that use Passport; the webhook's
 /// namespaceSelector matches it, so an outage never blocks other namespaces.
 pub const NAMESPACE_ENABLED: &str = "passport.dev/enabled";
+/// Namespace annotation the operator sets beside [`NAMESPACE_ENABLED`] when it added the label
+/// itself. It removes the label with the namespace's last AccessPolicy only then, so a label
+/// set by hand (for a namespace that uses only the EKS or Azure annotations) stays.
+pub const NAMESPACE_ENABLED_BY: &str = "passport.dev/enabled-by";
 /// Label on Passport's own pods; the webhook's objectSelector excludes them.
 pub const COMPONENT: &str = "app.kubernetes.io/part-of";
 

@@ -9,6 +9,7 @@ pub mod federated_trust;
 pub mod keys;
 pub mod matching;
 pub mod naming;
+pub mod reference;
 
 pub use access_policy::{AccessPolicy, AccessPolicySpec, AccessPolicyStatus};
 pub use federated_trust::{FederatedTrust, FederatedTrustSpec, FederatedTrustStatus};

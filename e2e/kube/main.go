@@ -70,6 +70,7 @@ type config struct {
 	issuer   string
 	cleanup  bool
 	timeout  time.Duration
+	auditLog string
 }
 
 func main() {
@@ -82,12 +83,16 @@ func main() {
 	flag.StringVar(&c.issuer, "issuer", "", "service-account token issuer (default https://127.0.0.1:<secure-port>)")
 	flag.BoolVar(&c.cleanup, "cleanup", false, "remove --dir on exit")
 	flag.DurationVar(&c.timeout, "ready-timeout", 2*time.Minute, "give up when not ready within this time")
+	flag.StringVar(&c.auditLog, "audit-log", "", "write the API server's audit log (every request at Metadata level, JSON lines) to this file")
 	flag.Parse()
 	if c.dir == "" || c.port == 0 || c.caFile == "" || c.certFile == "" || c.keyFile == "" {
 		fmt.Fprintln(os.Stderr, "passport-kube: --dir, --secure-port, --ca-file, --cert-file and --key-file are required")
 		os.Exit(2)
 	}
-	for _, path := range []*string{&c.dir, &c.caFile, &c.certFile, &c.keyFile} {
+	for _, path := range []*string{&c.dir, &c.caFile, &c.certFile, &c.keyFile, &c.auditLog} {
+		if *path == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "passport-kube:", err)
@@ -142,26 +147,41 @@ func run(c config) error {
 	}
 	defer etcd.Close()
 
+	apiserverArgs := []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.port),
+		"--cert-dir=" + filepath.Join(c.dir, "certs"),
+		"--tls-cert-file=" + c.certFile,
+		"--tls-private-key-file=" + c.keyFile,
+		"--token-auth-file=" + tokens,
+		"--anonymous-auth=true",
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=" + c.issuer,
+		"--service-account-key-file=" + saKey,
+		"--service-account-signing-key-file=" + saKey,
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+	}
+	if c.auditLog != "" {
+		// Metadata level: who did what to which object, and the answer's code; no bodies.
+		policy := filepath.Join(c.dir, "audit-policy.yaml")
+		const rules = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n"
+		if err := os.WriteFile(policy, []byte(rules), 0o600); err != nil {
+			return err
+		}
+		apiserverArgs = append(apiserverArgs,
+			"--audit-policy-file="+policy,
+			"--audit-log-path="+c.auditLog,
+			"--audit-log-mode=blocking",
+			"--audit-log-maxbackup=0",
+		)
+	}
 	apiserverDone := make(chan error, 1)
 	go func() {
-		apiserverDone <- runAPIServer(ctx, []string{
-			"--etcd-servers=" + etcdURL,
-			"--bind-address=127.0.0.1",
-			"--advertise-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(c.port),
-			"--cert-dir=" + filepath.Join(c.dir, "certs"),
-			"--tls-cert-file=" + c.certFile,
-			"--tls-private-key-file=" + c.keyFile,
-			"--token-auth-file=" + tokens,
-			"--anonymous-auth=true",
-			"--authorization-mode=RBAC",
-			"--service-account-issuer=" + c.issuer,
-			"--service-account-key-file=" + saKey,
-			"--service-account-signing-key-file=" + saKey,
-			"--service-cluster-ip-range=10.96.0.0/16",
-			"--endpoint-reconciler-type=none",
-			"--profiling=false",
-		})
+		apiserverDone <- runAPIServer(ctx, apiserverArgs)
 	}()
 
 	readyCtx, readyCancel := context.WithTimeout(ctx, c.timeout)

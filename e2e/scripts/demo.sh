@@ -39,8 +39,8 @@ source "$dir/stack.env"
 set +a
 grep -E '^(KUBECONFIG|AWS_ENDPOINT_URL_IAM|PASSPORT_GCP_IAM_ENDPOINT|PASSPORT_AZURE_ARM_ENDPOINT)=' "$dir/stack.env"
 
-step "kubectl apply -f config/crd"
-kubectl apply -f config/crd
+step "kubectl apply -k config/crd"
+kubectl apply -k config/crd
 kubectl wait --for condition=Established --timeout=30s crd/federatedtrusts.passport.dev crd/accesspolicies.passport.dev
 
 free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

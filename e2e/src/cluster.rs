@@ -3,7 +3,10 @@
 //! the Kubernetes API emulator (the default). Tests written against [`TestCluster`] run unchanged
 //! on all three, which is how the emulator's fidelity is checked against the real thing.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use k8s_openapi::{
@@ -18,7 +21,9 @@ use kube::{
 
 use crate::{
     apiserver::{self, ApiServer},
+    oidc::ClusterKeys,
     realapi::{self, RealApiServer},
+    tls::Ca,
 };
 
 /// Set to a kubeconfig path to run the e2e tests against that cluster instead of the emulator.
@@ -42,11 +47,9 @@ impl TestCluster {
         crate::tls::install_crypto_provider();
         match std::env::var_os(KUBECONFIG_ENV) {
             Some(path) => {
-                let path = PathBuf::from(path);
-                let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-                    .with_context(|| format!("reading {KUBECONFIG_ENV}={}", path.display()))?;
-                let config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+                let config = kube_config(Path::new(&path))
+                    .await
+                    .with_context(|| format!("{KUBECONFIG_ENV}={}", path.display()))?;
                 Ok(Self {
                     client: Client::try_from(config)?,
                     emulator: None,
@@ -148,6 +151,119 @@ impl TestCluster {
     /// server serves them.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
         install_crds(&self.client()).await
+    }
+}
+
+/// The client configuration of a kubeconfig file's current context.
+pub async fn kube_config(path: &Path) -> anyhow::Result<kube::Config> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
+}
+
+/// A cluster the stack does not start (`PASSPORT_E2E_KUBECONFIG`), standing where the stack's
+/// own API server would: clients use the given kubeconfig as it is, and the fakes read the
+/// cluster's issuer keys through its API server ([`ClusterKeys`]). The stack's folder holds
+/// `ca.crt`: the stack CA, then the CA of the kubeconfig's cluster, so that clients of
+/// `PASSPORT_CA_BUNDLE` trust the fakes and the cluster's own certificates (an issuer served by
+/// the API server uses them).
+pub struct ExternalCluster {
+    kubeconfig: PathBuf,
+    /// Boxed: a client configuration is large beside the other API servers' handles.
+    config: Box<kube::Config>,
+    dir: PathBuf,
+    temporary: bool,
+    keys: ClusterKeys,
+}
+
+impl ExternalCluster {
+    /// Reads the kubeconfig, writes `ca.crt` into `dir` (a fresh temporary folder, removed on
+    /// drop, when None) and reads the cluster's issuer.
+    pub async fn open(kubeconfig: &Path, dir: Option<PathBuf>, ca: &Ca) -> anyhow::Result<Self> {
+        use base64::Engine as _;
+        let config = kube_config(kubeconfig).await?;
+        let (dir, temporary) = match dir {
+            Some(dir) => (dir, false),
+            None => (
+                std::env::temp_dir().join(format!("passport-stack-{}", uuid::Uuid::new_v4())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut bundle = ca.cert_pem();
+        for der in config.root_cert.iter().flatten() {
+            let base64 = base64::engine::general_purpose::STANDARD.encode(der);
+            bundle.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in base64.as_bytes().chunks(64) {
+                bundle.push_str(&String::from_utf8_lossy(line));
+                bundle.push('\n');
+            }
+            bundle.push_str("-----END CERTIFICATE-----\n");
+        }
+        let ca_path = dir.join("ca.crt");
+        std::fs::write(&ca_path, bundle)
+            .with_context(|| format!("writing {}", ca_path.display()))?;
+        let keys = ClusterKeys::register(config.clone())
+            .await
+            .context("reading the cluster's service-account issuer")?;
+        Ok(Self {
+            kubeconfig: kubeconfig.to_owned(),
+            config: Box::new(config),
+            dir,
+            temporary,
+            keys,
+        })
+    }
+
+    /// The kubeconfig as given.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The stack's folder (`ca.crt`, `stack.env`, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stack CA followed by the cluster's CA.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The cluster's service-account token issuer, as its API server names it.
+    pub fn issuer_url(&self) -> &str {
+        self.keys.issuer()
+    }
+
+    /// The API server's URL in the kubeconfig.
+    pub fn server_url(&self) -> String {
+        self.config.cluster_url.to_string()
+    }
+
+    /// Whether the API server's URL is a loopback address. Needed for the API server to call a
+    /// webhook on this machine's loopback, but not enough: kind's loopback URL is a port
+    /// forwarded into a container, whose loopback is its own.
+    pub fn server_is_loopback(&self) -> bool {
+        self.config.cluster_url.host().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::try_from(*self.config.clone())?)
+    }
+}
+
+impl Drop for ExternalCluster {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! Tests in-process call [`Faults`] directly; a stack running as a separate process exposes
 //! `POST /_faults` (see [`control_router`]) with a body such as
-//! `{"status": 429, "count": 2}` or `{"latencyMs": 1500, "count": 1}`, and `DELETE /_faults`.
+//! `{"status": 429, "count": 2}` or `{"latencyMs": 1500, "count": 1}`, an outage with
+//! `{"status": 503, "seconds": 120}` (every call fails until it ends), and `DELETE /_faults`.
 
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -33,6 +34,8 @@ pub enum Fault {
 #[derive(Clone, Default, Debug)]
 pub struct Faults {
     queue: Arc<Mutex<VecDeque<Fault>>>,
+    /// Every call fails with this status until this instant (an outage).
+    outage: Arc<Mutex<Option<(Instant, StatusCode)>>>,
 }
 
 impl Faults {
@@ -46,9 +49,21 @@ impl Faults {
         self.push(count, Fault::Latency(delay));
     }
 
-    /// Drops every queued fault.
+    /// Fails every call with `status` for `duration`: an outage, however many calls come.
+    pub fn fail_for(&self, duration: Duration, status: StatusCode) {
+        *self.outage_lock() = Some((Instant::now() + duration, status));
+    }
+
+    /// Whether an outage is under way.
+    pub fn in_outage(&self) -> bool {
+        self.outage_lock()
+            .is_some_and(|(until, _)| Instant::now() < until)
+    }
+
+    /// Drops every queued fault and ends an outage.
     pub fn clear(&self) {
         self.lock().clear();
+        *self.outage_lock() = None;
     }
 
     /// How many faults are still queued.
@@ -62,7 +77,16 @@ impl Faults {
     }
 
     fn take(&self) -> Option<Fault> {
+        if let Some((until, status)) = *self.outage_lock()
+            && Instant::now() < until
+        {
+            return Some(Fault::Status(status));
+        }
         self.lock().pop_front()
+    }
+
+    fn outage_lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, StatusCode)>> {
+        self.outage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Fault>> {
@@ -126,6 +150,8 @@ struct FaultRequest {
     count: usize,
     status: Option<u16>,
     latency_ms: Option<u64>,
+    /// With `status`: an outage of this many seconds instead of `count` failures.
+    seconds: Option<u64>,
 }
 
 fn one() -> usize {
@@ -151,7 +177,10 @@ async fn queue_faults(
                     format!("{code} is not an HTTP status"),
                 )
             })?;
-            faults.fail_next(body.count, status);
+            match body.seconds {
+                Some(seconds) => faults.fail_for(Duration::from_secs(seconds), status),
+                None => faults.fail_next(body.count, status),
+            }
         }
         (None, Some(ms)) => faults.delay_next(body.count, Duration::from_millis(ms)),
         _ => {
@@ -179,6 +208,22 @@ pub fn wrap(router: Router, faults: Faults) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_fails_every_call_until_it_ends() {
+        let faults = Faults::default();
+        faults.fail_for(Duration::from_millis(50), StatusCode::SERVICE_UNAVAILABLE);
+        for _ in 0..100 {
+            assert_eq!(
+                faults.take(),
+                Some(Fault::Status(StatusCode::SERVICE_UNAVAILABLE))
+            );
+        }
+        assert!(faults.in_outage());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(faults.take(), None);
+        assert!(!faults.in_outage());
+    }
 
     #[test]
     fn faults_are_consumed_in_order() {

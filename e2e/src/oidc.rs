@@ -1,5 +1,7 @@
 //! Service-account token signing (the Kubernetes API emulator's issuer) and token verification
 //! against an issuer's published JWKS (what AWS STS, GCP STS and Entra do), shared by the stack.
+//! The keys of a cluster the stack does not run can be read through its API server instead
+//! ([`ClusterKeys`]).
 
 use std::{
     collections::HashMap,
@@ -209,6 +211,23 @@ impl JwksVerifier {
         if !refresh && let Some(jwks) = self.lock().get(issuer) {
             return Ok(jwks.clone());
         }
+        let jwks = match ClusterKeys::config_for(issuer) {
+            Some(config) => {
+                get_through_cluster(
+                    &config,
+                    JWKS_PATH,
+                    "application/jwk-set+json, application/json",
+                )
+                .await?
+            }
+            None => self.jwks_from_issuer(issuer).await?,
+        };
+        self.lock().insert(issuer.to_owned(), jwks.clone());
+        Ok(jwks)
+    }
+
+    /// OpenID Connect discovery at the issuer's URL, then its `jwks_uri`.
+    async fn jwks_from_issuer(&self, issuer: &str) -> Result<Value, VerifyError> {
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -222,9 +241,7 @@ impl JwksVerifier {
                 reason: "no jwks_uri".into(),
             })?
             .to_owned();
-        let jwks = self.get_json(&jwks_uri).await?;
-        self.lock().insert(issuer.to_owned(), jwks.clone());
-        Ok(jwks)
+        self.get_json(&jwks_uri).await
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, VerifyError> {
@@ -247,6 +264,101 @@ impl JwksVerifier {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+const JWKS_PATH: &str = "/openid/v1/jwks";
+
+/// Clusters whose issuer keys every [`JwksVerifier`] of the process reads through the API
+/// server: (registration id, issuer, client configuration).
+static CLUSTER_KEYS: Mutex<Vec<(u64, String, kube::Config)>> = Mutex::new(Vec::new());
+
+/// While it lives, every [`JwksVerifier`] in the process reads the keys of one cluster's issuer
+/// through that cluster's API server, with the kubeconfig's credentials (`GET
+/// /openid/v1/jwks`, what Passport reads for `jwks: FromCluster`), instead of from the issuer's
+/// URL. It is for a cluster the stack does not run (`PASSPORT_E2E_KUBECONFIG`), whose issuer may
+/// be unreachable from here (kind's `https://kubernetes.default.svc`) or served under a CA the
+/// fakes do not trust (they trust only the stack CA; a managed cluster's issuer uses the web
+/// PKI). Tokens of every other issuer are verified as before. Process-wide because the fakes
+/// build their verifiers themselves; it acts like a hosts entry for the fakes' network.
+pub struct ClusterKeys {
+    id: u64,
+    issuer: String,
+}
+
+impl ClusterKeys {
+    /// Reads the cluster's issuer from its API server (`GET /.well-known/openid-configuration`)
+    /// and routes that issuer's keys through the API server until dropped.
+    pub async fn register(config: kube::Config) -> anyhow::Result<Self> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let discovery = get_through_cluster(&config, DISCOVERY_PATH, "application/json").await?;
+        let issuer = discovery
+            .get("issuer")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} names no issuer: {discovery}",
+                    cluster_url(&config, DISCOVERY_PATH)
+                )
+            })?
+            .to_owned();
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock_cluster_keys().push((id, issuer.clone(), config));
+        Ok(Self { id, issuer })
+    }
+
+    /// The issuer the cluster's API server names: its tokens' `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn config_for(issuer: &str) -> Option<kube::Config> {
+        lock_cluster_keys()
+            .iter()
+            .rev()
+            .find(|(_, registered, _)| registered == issuer)
+            .map(|(_, _, config)| config.clone())
+    }
+}
+
+impl Drop for ClusterKeys {
+    fn drop(&mut self) {
+        lock_cluster_keys().retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+fn lock_cluster_keys() -> std::sync::MutexGuard<'static, Vec<(u64, String, kube::Config)>> {
+    CLUSTER_KEYS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cluster_url(config: &kube::Config, path: &str) -> String {
+    format!(
+        "{}{path}",
+        config.cluster_url.to_string().trim_end_matches('/')
+    )
+}
+
+/// `GET path` on the API server as JSON (kube-apiserver serves the JWKS only as
+/// `application/jwk-set+json`, hence `accept`).
+async fn get_through_cluster(
+    config: &kube::Config,
+    path: &str,
+    accept: &str,
+) -> Result<Value, VerifyError> {
+    let fail = |reason: String| VerifyError::Discovery {
+        url: cluster_url(config, path),
+        reason,
+    };
+    let client = kube::Client::try_from(config.clone()).map_err(|e| fail(e.to_string()))?;
+    let request = axum::http::Request::get(path)
+        .header(axum::http::header::ACCEPT, accept)
+        .body(Vec::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
 }
 
 /// A Kubernetes-like token issuer on HTTPS (stack CA) serving discovery and JWKS.
@@ -365,6 +477,39 @@ mod tests {
         assert!(verify_with_jwks(&expired, &issuer.jwks(), "https://issuer.test").is_err());
         let good = issuer.sign(&claims)?;
         assert!(verify_with_jwks(&good, &issuer.jwks(), "https://elsewhere.test").is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_clusters_keys_are_read_through_its_api_server_while_registered() -> anyhow::Result<()>
+    {
+        use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+        let cluster =
+            crate::apiserver::ApiServer::start(crate::apiserver::Config::default()).await?;
+        let request: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": ["a"]}}))?;
+        let token = kube::Api::<ServiceAccount>::namespaced(cluster.client().await?, "default")
+            .create_token_request("default", &Default::default(), &request)
+            .await?
+            .status
+            .and_then(|s| s.token)
+            .ok_or_else(|| anyhow::anyhow!("no token"))?;
+        // The fakes' client trusts another CA than the cluster's: its issuer is out of reach.
+        let unreachable = || -> anyhow::Result<JwksVerifier> {
+            Ok(JwksVerifier::new(crate::tls::Ca::new()?.client()?))
+        };
+        let issuer = cluster.url();
+        assert!(matches!(
+            unreachable()?.verify(&token, &issuer).await,
+            Err(VerifyError::Discovery { .. })
+        ));
+        let keys =
+            ClusterKeys::register(crate::cluster::kube_config(&cluster.kubeconfig_path()).await?)
+                .await?;
+        assert_eq!(keys.issuer(), issuer);
+        let claims = unreachable()?.verify(&token, &issuer).await?;
+        assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+        drop(keys);
+        assert!(unreachable()?.verify(&token, &issuer).await.is_err());
         Ok(())
     }
 }

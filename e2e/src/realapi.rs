@@ -54,6 +54,8 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+const AUDIT_LOG: &str = "audit.jsonl";
+
 /// Builds `passport-kube` once per process (incremental in Go's caches) and returns its path.
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -132,6 +134,7 @@ impl RealApiServer {
             .arg(format!("--cert-file={}", cert_path.display()))
             .arg(format!("--key-file={}", key_path.display()))
             .arg(format!("--ready-timeout={}s", READY_TIMEOUT.as_secs()))
+            .arg(format!("--audit-log={}", dir.join(AUDIT_LOG).display()))
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -220,6 +223,12 @@ impl RealApiServer {
         self.dir.join("passport-kube.log")
     }
 
+    /// The API server's audit log: one JSON line per request (Metadata level), for tests that
+    /// check who did what, such as the operator's RBAC test.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.join(AUDIT_LOG)
+    }
+
     /// The CA certificate (PEM) that the serving certificate chains to.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
@@ -282,10 +291,12 @@ pub enum Kind {
     Real,
 }
 
-/// The emulator or the real API server, behind what the stack needs of either.
+/// The emulator, the real API server or a cluster the stack does not run, behind what the
+/// stack needs of each.
 pub enum AnyApiServer {
     Emulated(crate::apiserver::ApiServer),
     Real(RealApiServer),
+    External(crate::cluster::ExternalCluster),
 }
 
 impl AnyApiServer {
@@ -293,6 +304,7 @@ impl AnyApiServer {
         match self {
             Self::Emulated(server) => server.dir(),
             Self::Real(server) => server.dir(),
+            Self::External(cluster) => cluster.dir(),
         }
     }
 
@@ -300,6 +312,7 @@ impl AnyApiServer {
         match self {
             Self::Emulated(server) => server.ca_path(),
             Self::Real(server) => server.ca_path(),
+            Self::External(cluster) => cluster.ca_path(),
         }
     }
 
@@ -307,14 +320,17 @@ impl AnyApiServer {
         match self {
             Self::Emulated(server) => server.kubeconfig_path(),
             Self::Real(server) => server.kubeconfig_path(),
+            Self::External(cluster) => cluster.kubeconfig_path().to_owned(),
         }
     }
 
-    /// The service-account token issuer: both serve discovery and JWKS at their own URL.
+    /// The service-account token issuer: the local servers serve discovery and JWKS at their
+    /// own URL; an external cluster's is what its API server names.
     pub fn issuer_url(&self) -> String {
         match self {
             Self::Emulated(server) => server.issuer().url().to_owned(),
             Self::Real(server) => server.url().to_owned(),
+            Self::External(cluster) => cluster.issuer_url().to_owned(),
         }
     }
 
@@ -322,6 +338,7 @@ impl AnyApiServer {
         match self {
             Self::Emulated(server) => server.client().await,
             Self::Real(server) => server.client().await,
+            Self::External(cluster) => cluster.client().await,
         }
     }
 
@@ -329,7 +346,7 @@ impl AnyApiServer {
     pub fn emulator(&self) -> Option<&crate::apiserver::ApiServer> {
         match self {
             Self::Emulated(server) => Some(server),
-            Self::Real(_) => None,
+            Self::Real(_) | Self::External(_) => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The whole local stack in one call: one CA, the Kubernetes API emulator (or the real
-//! kube-apiserver, `StackConfig::apiserver`), AWS (moto behind
+//! kube-apiserver, `StackConfig::apiserver`, or no API server but a cluster's kubeconfig,
+//! `StackConfig::kubeconfig`), AWS (moto behind
 //! the IAM and STS fronts), and the GCP and Azure fakes, seeded with the accounts the samples in
 //! `config/samples/` name. Used by `passport-stack` (`make stack`, `make demo`) and by tests.
 
@@ -11,6 +12,7 @@ use crate::{
     apiserver::{self, ApiServer},
     aws::{self, Aws},
     azure::{AzureFake, AzureOptions, IdentitySeed},
+    cluster::ExternalCluster,
     gcp::{GcpFake, GcpOptions},
     realapi::{self, AnyApiServer, RealApiServer},
     tls::Ca,
@@ -44,6 +46,10 @@ pub struct StackConfig {
     pub api_port: u16,
     /// The emulator (default) or the real kube-apiserver.
     pub apiserver: realapi::Kind,
+    /// A cluster to use instead of an API server of the stack's own (`PASSPORT_E2E_KUBECONFIG`):
+    /// no API server is started, `api_port` and `apiserver` are ignored, and the fakes read
+    /// that cluster's issuer keys through its API server ([`crate::oidc::ClusterKeys`]).
+    pub kubeconfig: Option<PathBuf>,
     /// Start moto and the AWS fronts (needs the venv from `e2e/scripts/venv.sh`).
     pub aws: bool,
 }
@@ -54,6 +60,7 @@ impl Default for StackConfig {
             dir: None,
             api_port: 0,
             apiserver: realapi::Kind::Emulated,
+            kubeconfig: None,
             aws: true,
         }
     }
@@ -71,8 +78,13 @@ pub struct Stack {
 impl Stack {
     pub async fn start(config: StackConfig) -> anyhow::Result<Self> {
         let ca = Arc::new(Ca::new()?);
-        let apiserver = match config.apiserver {
-            realapi::Kind::Emulated => AnyApiServer::Emulated(
+        let apiserver = match (&config.kubeconfig, config.apiserver) {
+            (Some(kubeconfig), _) => AnyApiServer::External(
+                ExternalCluster::open(kubeconfig, config.dir.clone(), &ca)
+                    .await
+                    .with_context(|| format!("using the cluster of {}", kubeconfig.display()))?,
+            ),
+            (None, realapi::Kind::Emulated) => AnyApiServer::Emulated(
                 ApiServer::start(
                     apiserver::Config {
                         dir: config.dir.clone(),
@@ -85,7 +97,7 @@ impl Stack {
                 .await
                 .context("starting the Kubernetes API emulator")?,
             ),
-            realapi::Kind::Real => AnyApiServer::Real(
+            (None, realapi::Kind::Real) => AnyApiServer::Real(
                 RealApiServer::start(realapi::Config {
                     dir: config.dir.clone(),
                     port: config.api_port,

@@ -78,6 +78,8 @@ pub enum Command {
         /// The admission time for schedule conditions (RFC 3339; default: now).
         #[arg(long)]
         now: Option<jiff::Timestamp>,
+        #[command(flatten)]
+        compat: passport_operator::webhook::CompatArgs,
     },
 }
 
@@ -152,6 +154,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             cluster_name,
             pod_aws_sts_endpoint,
             now,
+            compat,
         } => {
             let manifests = plan::Manifests::read(&objects)?;
             let body = if review.as_os_str() == "-" {
@@ -163,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let mut config = passport_webhook::Config::new(cluster_name);
             config.aws_sts_endpoint = pod_aws_sts_endpoint;
+            config.compat = compat.config();
             let source = offline::ManifestBindings {
                 manifests: &manifests,
                 config: std::sync::Arc::new(config),
@@ -254,6 +258,82 @@ mod tests {
         let trust = std::fs::read_to_string(dir.join("passport.dev_federatedtrusts.yaml")).unwrap();
         assert!(trust.contains("kind: CustomResourceDefinition"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn run_refuses_a_cluster_name_that_is_not_a_dns_label() {
+        let parse = |name: &str| {
+            Cli::try_parse_from(["passport", "run", &format!("--cluster-name={name}")])
+        };
+        assert!(parse("prod-eu-1").is_ok());
+        for bad in ["", "Prod", "-prod", "prod-", "prod_eu", &"a".repeat(64)] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("is not a cluster name"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_compat_flags_turn_the_eks_mode_off_and_set_its_defaults() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let decide = |flags: &[&str]| {
+            let mut args = vec!["passport", "run", "--cluster-name", "prod"];
+            args.extend_from_slice(flags);
+            let Cli {
+                command: Command::Run(run),
+            } = Cli::try_parse_from(args).unwrap()
+            else {
+                panic!("not run")
+            };
+            let mut config = passport_webhook::Config::new("prod");
+            config.compat = run.webhook.compat.config();
+            let objects = format!("{root}/operator/tests/fixtures/compat/objects.yaml");
+            let manifests = plan::Manifests::read(&[objects.into()]).unwrap();
+            let source = offline::ManifestBindings {
+                manifests: &manifests,
+                config: std::sync::Arc::new(config),
+                now: jiff::Timestamp::now(),
+            };
+            let body =
+                std::fs::read(format!("{root}/webhook/tests/fixtures/compat-eks.json")).unwrap();
+            let reviewed = passport_webhook::review(&body, &source).unwrap();
+            serde_json::to_string(&reviewed.to_wire().unwrap()).unwrap()
+        };
+        let patch = |wire: &str| -> String {
+            use base64::Engine as _;
+            let value: serde_json::Value = serde_json::from_str(wire).unwrap();
+            value["response"]["patch"]
+                .as_str()
+                .map(|p| {
+                    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(p).unwrap())
+                        .unwrap()
+                })
+                .unwrap_or_default()
+        };
+        let on = patch(&decide(&[]));
+        assert!(on.contains("arn:aws:iam::111122223333:role/legacy"), "{on}");
+        assert!(on.contains("sts.amazonaws.com"), "{on}");
+        let tuned = patch(&decide(&[
+            "--eks-token-audience",
+            "sts.example.internal",
+            "--eks-aws-default-region",
+            "eu-west-1",
+        ]));
+        assert!(tuned.contains("sts.example.internal"), "{tuned}");
+        assert!(tuned.contains("eu-west-1"), "{tuned}");
+        let off = patch(&decide(&["--compat-eks=false"]));
+        assert!(!off.contains("role/legacy"), "{off}");
+        assert!(
+            Cli::try_parse_from([
+                "passport",
+                "run",
+                "--cluster-name",
+                "prod",
+                "--eks-token-expiration",
+                "60"
+            ])
+            .is_err(),
+            "under the EKS webhook's 600 s minimum"
+        );
     }
 
     #[test]

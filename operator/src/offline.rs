@@ -62,11 +62,22 @@ pub fn explain(reviewed: &Reviewed) -> String {
         Decision::Ignored { operation } => {
             format!("  {operation} requests are admitted untouched; only CREATE is mutated")
         }
-        Decision::Admitted { applied, trace, .. } => {
-            let summary = if applied.is_empty() {
+        Decision::Admitted {
+            applied,
+            compat,
+            trace,
+            ..
+        } => {
+            let mut given: Vec<String> = applied.clone();
+            given.extend(compat.iter().map(|mode| match mode.as_str() {
+                "eks" => "the EKS webhook's annotations".to_owned(),
+                "azure" => "the Azure webhook's label and annotations".to_owned(),
+                other => other.to_owned(),
+            }));
+            let summary = if given.is_empty() {
                 "admitted without credentials".to_owned()
             } else {
-                format!("admitted with {}", applied.join(", "))
+                format!("admitted with {}", given.join(", "))
             };
             format!("{trace}\n  => {summary}")
         }

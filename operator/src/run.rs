@@ -29,12 +29,33 @@ use crate::{
     webhook::{self, WebhookArgs},
 };
 
+/// A cluster name is a DNS label (1 to 63 lowercase letters, digits and `-`), so that it fits
+/// every cloud's tag, label and description rules unchanged.
+fn cluster_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a cluster name: use 1 to 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit (in a cluster install, set \
+             PASSPORT_CLUSTER_NAME in config/default/params.env)"
+        ))
+    }
+}
+
 /// Flags of `passport run` (each also read from the environment).
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
     /// This cluster's name: part of every cloud object's name and ownership tags, so that
     /// clusters sharing an account never touch each other's objects.
-    #[arg(long, env = "PASSPORT_CLUSTER_NAME")]
+    #[arg(long, env = "PASSPORT_CLUSTER_NAME", value_parser = cluster_name)]
     pub cluster_name: String,
     /// Where `/healthz`, `/readyz` and `/metrics` listen (plain HTTP).
     #[arg(long, env = "PASSPORT_HEALTH_ADDR", default_value = "127.0.0.1:8081")]

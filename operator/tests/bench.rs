@@ -8,6 +8,9 @@
 //! do not depend on the machine: at most 3 cloud calls per policy, and no write at steady state.
 //! Times and memory are recorded, never asserted. The peak RSS is the whole `passport run`
 //! process, its webhook's stores (every service account's metadata) included.
+//!
+//! The webhook's benchmark (`/mutate` against a null webhook, and memory as service accounts
+//! grow) is in `bench/webhook.rs`, on the same harness; the two take the operator in turn.
 
 // The whole crate is test code: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +18,10 @@
 #[path = "run/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/webhook.rs"]
+mod webhook;
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +82,8 @@ async fn converge_policies_and_hold_a_steady_state() {
     let scale = scale();
     let resync = resync_seconds(&scale);
     let h = harness_with(resync);
+    // Alone on the operator: the webhook benchmark's policies would add to the calls counted.
+    let _quiet = h.exclusive().await;
     let client = h.client().await;
     let id = &uuid::Uuid::new_v4().simple().to_string()[..6];
 

@@ -27,6 +27,9 @@ pub struct Mutation {
     pub applied: Vec<String>,
     /// Policies whose conditions failed under `enforcement: Skip` (each a Warning event).
     pub skipped: Vec<SkippedPolicy>,
+    /// The compatibility modes that gave the pod credentials (`eks`, `azure`): the annotations
+    /// of the EKS or Azure webhooks, for clouds no AccessPolicy covers.
+    pub compat: Vec<String>,
     pub trace: Trace,
 }
 
@@ -85,6 +88,7 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
         pod: pod.clone(),
         applied: Vec::new(),
         skipped: Vec::new(),
+        compat: Vec::new(),
         trace,
     };
 
@@ -238,13 +242,14 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
         });
     }
 
-    let (grants, applied) = build_grants(pod, &admitted, bindings, &mut trace)?;
+    let (grants, applied, compat) = build_grants(pod, &admitted, bindings, &mut trace)?;
     if grants.is_empty() {
         trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
         return Ok(Mutation {
             pod: pod.clone(),
             applied,
             skipped,
+            compat,
             trace,
         });
     }
@@ -281,9 +286,13 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
         pod: out,
         applied,
         skipped,
+        compat,
         trace,
     })
 }
+
+/// The grants, the policies applied and the compatibility modes that granted.
+type Built = (Vec<Grant>, Vec<String>, Vec<String>);
 
 /// One grant per cloud (the first policy by name wins; an SDK reads one identity per cloud
 /// from env), all OIDC policies together, then the compatibility annotations for clouds no
@@ -293,7 +302,7 @@ fn build_grants(
     admitted: &[Admitted<'_>],
     bindings: &Bindings,
     trace: &mut Trace,
-) -> Result<(Vec<Grant>, Vec<String>), Denial> {
+) -> Result<Built, Denial> {
     let config = &bindings.config;
     let ns = bindings.namespace.as_str();
     let mut grants: Vec<Grant> = Vec::new();
@@ -378,7 +387,16 @@ fn build_grants(
     }
 
     let policy_clouds: Vec<Cloud> = taken.iter().map(|(c, _)| *c).collect();
-    grants.extend(compat_grants(pod, &policy_clouds, bindings, trace)?);
+    let compat_granted = compat_grants(pod, &policy_clouds, bindings, trace)?;
+    let compat = compat_granted
+        .iter()
+        .map(|g| match g.cloud {
+            Cloud::Aws => "eks".to_owned(),
+            Cloud::Azure => "azure".to_owned(),
+            other => other.to_string(),
+        })
+        .collect();
+    grants.extend(compat_granted);
 
     // The old webhooks' skip lists keep working for their cloud whoever grants it, so a pod
     // moved from an annotation to an AccessPolicy keeps its skipped containers.
@@ -391,7 +409,7 @@ fn build_grants(
             Cloud::Gcp | Cloud::Oidc => {}
         }
     }
-    Ok((grants, applied))
+    Ok((grants, applied, compat))
 }
 
 /// The EKS and Azure compatibility grants, for the clouds no AccessPolicy already covers.

@@ -69,6 +69,8 @@ pub enum Decision {
     Admitted {
         applied: Vec<String>,
         skipped: Vec<SkippedPolicy>,
+        /// The compatibility modes that gave credentials (`eks`, `azure`).
+        compat: Vec<String>,
         trace: Trace,
     },
     Denied(Denial),
@@ -191,6 +193,7 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
             reviewed.decision = Decision::Admitted {
                 applied: mutation.applied,
                 skipped: mutation.skipped,
+                compat: mutation.compat,
                 trace: mutation.trace,
             };
         }

@@ -301,6 +301,12 @@ impl ApiServer {
         serde_yaml::to_string(&config).unwrap_or_default()
     }
 
+    /// Ends every open watch; with `compact`, resumed watches get 410 Expired (see
+    /// `Store::disconnect_watches`). For failure drills.
+    pub fn disconnect_watches(&self, compact: bool) {
+        self.shared.lock().store.disconnect_watches(compact);
+    }
+
     /// Stops serving (also done on drop).
     pub fn stop(&self) {
         self.server.stop();

@@ -57,6 +57,19 @@ impl Store {
         }
     }
 
+    /// Ends every open watch (their streams close, as when an API server restarts or a load
+    /// balancer drops connections). With `compact`, the event log is compacted past the current
+    /// resourceVersion too, so a watch resumed from any version seen so far gets 410 Expired and
+    /// the client must list again.
+    pub fn disconnect_watches(&mut self, compact: bool) {
+        self.tx = broadcast::channel(4096).0;
+        if compact {
+            self.rv += 1;
+            self.compacted = self.rv;
+            self.log.clear();
+        }
+    }
+
     pub fn current_rv(&self) -> u64 {
         self.rv
     }

@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         dir: args.dir,
         api_port: args.api_port,
         apiserver: args.apiserver,
+        kubeconfig: None,
         aws: !args.no_aws,
     })
     .await?;

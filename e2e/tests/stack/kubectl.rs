@@ -267,10 +267,11 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         let doc = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
         k.ok(&["apply", "-f", "-"], Some(&doc)).await?;
     }
-    // The exact commands a user runs: a client-side dry run, then the real apply.
+    // The exact commands a user runs: a client-side dry run, then the real apply (`-k`:
+    // config/crd is also a kustomization, which `config/default` builds on).
     let dry_run = k
         .ok(
-            &["apply", "--dry-run=client", "-f", &repo_path("config/crd")],
+            &["apply", "--dry-run=client", "-k", &repo_path("config/crd")],
             None,
         )
         .await?;
@@ -280,7 +281,7 @@ async fn kubectl_applies_the_passport_crds_and_samples() -> anyhow::Result<()> {
         "{dry_run}"
     );
     let crds = k
-        .ok(&["apply", "-f", &repo_path("config/crd")], None)
+        .ok(&["apply", "-k", &repo_path("config/crd")], None)
         .await?;
     assert_eq!(crds.lines().count(), 2, "{crds}");
     let waited = k

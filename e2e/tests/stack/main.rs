@@ -10,6 +10,7 @@ mod azure;
 mod binary;
 mod crds;
 mod gcp;
+mod install;
 mod kubectl;
 mod passport_api;
 mod real_only;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use k8s_openapi::api::{
     authentication::v1::TokenRequest,
     core::v1::{ConfigMap, ServiceAccount},
@@ -159,5 +161,61 @@ async fn anonymous_clients_read_the_issuer_discovery_and_nothing_else() -> anyho
         ),
         "{body}"
     );
+    Ok(())
+}
+
+/// Every object of the rendered install (`config/verify`, which is `config/default` plus one
+/// role) is accepted by the real API server's own validation, as `kubectl apply -k` would
+/// send it; only cert-manager's kinds are left out (no cert-manager here).
+#[tokio::test]
+async fn the_rendered_install_is_accepted_by_the_api_server() -> anyhow::Result<()> {
+    use kube::{
+        api::{DynamicObject, Patch, PatchParams},
+        core::GroupVersionKind,
+        discovery::{Discovery, Scope},
+    };
+    let cluster = real_cluster().await?;
+    let client = cluster.client();
+    let mut objects = crate::install::render("verify");
+    // The Namespace and the CRDs first, as kubectl orders them.
+    objects.sort_by_key(|o| match o["kind"].as_str() {
+        Some("Namespace") => 0,
+        Some("CustomResourceDefinition") => 1,
+        _ => 2,
+    });
+    let mut discovery = Discovery::new(client.clone()).run().await?;
+    for object in objects {
+        let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+            Some((g, v)) => (g.to_owned(), v.to_owned()),
+            None => (
+                String::new(),
+                object["apiVersion"].as_str().unwrap().to_owned(),
+            ),
+        };
+        let gvk = GroupVersionKind::gvk(&group, &version, object["kind"].as_str().unwrap());
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else {
+            anyhow::bail!("the API server does not serve {gvk:?}");
+        };
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object["metadata"]["namespace"].as_str().unwrap(),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .with_context(|| format!("applying {gvk:?} {name}"))?;
+        if gvk.kind == "CustomResourceDefinition" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            discovery = Discovery::new(client.clone()).run().await?;
+        }
+    }
     Ok(())
 }

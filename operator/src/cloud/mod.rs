@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod fake;
 pub mod gcp;
+mod permissions;
 pub mod retry;
 
 use std::{collections::BTreeMap, fmt};

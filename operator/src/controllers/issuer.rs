@@ -72,7 +72,6 @@ impl ClusterIssuer {
             .get("issuer")
             .and_then(|v| v.as_str())
             .ok_or("the API server's /.well-known/openid-configuration names no issuer")?
-            .trim_end_matches('/')
             .to_owned();
         let jwks = self
             .client
@@ -117,13 +116,17 @@ pub async fn check(
             ),
         );
     }
-    let url = format!("{issuer}/.well-known/openid-configuration");
+    // OpenID Connect Discovery: the issuer without its trailing `/`, then the well-known path.
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
     let configuration: serde_json::Value = match fetch_json(http, &url).await {
         Ok(value) => value,
         Err(message) => return unreachable(Reason::IssuerUnreachable, message),
     };
     let served = configuration.get("issuer").and_then(|v| v.as_str());
-    if served.map(|s| s.trim_end_matches('/')) != Some(issuer) {
+    if served != Some(issuer) {
         return unreachable(
             Reason::IssuerUnreachable,
             format!(

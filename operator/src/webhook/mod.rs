@@ -3,6 +3,8 @@
 //! another issuer provides it. The decision is `passport_webhook::review`, pure.
 
 pub mod lookups;
+#[doc(hidden)]
+pub mod null;
 pub mod server;
 pub mod tls;
 
@@ -71,6 +73,69 @@ pub struct WebhookArgs {
     /// Overrides every Azure trust's `authorityHost` in pods (`AZURE_AUTHORITY_HOST`).
     #[arg(long, env = "PASSPORT_POD_AZURE_AUTHORITY_HOST")]
     pub pod_azure_authority_host: Option<String>,
+    #[command(flatten)]
+    pub compat: CompatArgs,
+}
+
+/// The EKS and Azure compatibility modes: whether Passport honours those webhooks' annotations
+/// and labels, and those webhooks' own flags, with their defaults (docs/webhook.md).
+#[derive(Clone, Debug, clap::Args)]
+pub struct CompatArgs {
+    /// Honour the EKS pod identity webhook's `eks.amazonaws.com/role-arn` service-account
+    /// annotation. Turn it off while the EKS webhook itself still runs, or pods get AWS twice.
+    #[arg(long, env = "PASSPORT_COMPAT_EKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compat_eks: bool,
+    /// The EKS webhook's `--token-audience`.
+    #[arg(
+        long,
+        env = "PASSPORT_EKS_TOKEN_AUDIENCE",
+        default_value = "sts.amazonaws.com"
+    )]
+    pub eks_token_audience: String,
+    /// The EKS webhook's `--token-expiration`, in seconds (600 at least).
+    #[arg(long, env = "PASSPORT_EKS_TOKEN_EXPIRATION", default_value_t = 86_400,
+          value_parser = clap::value_parser!(i64).range(600..))]
+    pub eks_token_expiration: i64,
+    /// The EKS webhook's `--sts-regional-endpoint` (a service account's
+    /// `eks.amazonaws.com/sts-regional-endpoints` annotation overrides it).
+    #[arg(long, env = "PASSPORT_EKS_STS_REGIONAL_ENDPOINT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub eks_sts_regional_endpoint: bool,
+    /// The EKS webhook's `--aws-default-region`: `AWS_REGION` and `AWS_DEFAULT_REGION` for
+    /// annotated pods (unset: none).
+    #[arg(long, env = "PASSPORT_EKS_AWS_DEFAULT_REGION")]
+    pub eks_aws_default_region: Option<String>,
+    /// Honour the Azure workload identity webhook's `azure.workload.identity/use: "true"` pod
+    /// label. Turn it off while the Azure webhook itself still runs.
+    #[arg(long, env = "PASSPORT_COMPAT_AZURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compat_azure: bool,
+    /// The Azure webhook's `AZURE_TENANT_ID`: the tenant of labelled pods whose service account
+    /// names none.
+    #[arg(long, env = "PASSPORT_COMPAT_AZURE_TENANT_ID")]
+    pub compat_azure_tenant_id: Option<String>,
+    /// The authority host the Azure webhook's `AZURE_ENVIRONMENT` selects.
+    #[arg(
+        long,
+        env = "PASSPORT_COMPAT_AZURE_AUTHORITY_HOST",
+        default_value = "https://login.microsoftonline.com/"
+    )]
+    pub compat_azure_authority_host: String,
+}
+
+impl CompatArgs {
+    /// The webhook library's compatibility settings.
+    pub fn config(&self) -> passport_webhook::config::CompatConfig {
+        passport_webhook::config::CompatConfig {
+            eks: self.compat_eks,
+            eks_audience: self.eks_token_audience.clone(),
+            eks_token_expiration: self.eks_token_expiration,
+            eks_sts_regional_endpoints: self.eks_sts_regional_endpoint,
+            eks_default_region: self.eks_aws_default_region.clone(),
+            azure: self.compat_azure,
+            azure_tenant_id: self.compat_azure_tenant_id.clone(),
+            azure_authority_host: self.compat_azure_authority_host.clone(),
+            ..passport_webhook::config::CompatConfig::default()
+        }
+    }
 }
 
 impl WebhookArgs {
@@ -80,6 +145,7 @@ impl WebhookArgs {
         config.gcp_token_url = self.pod_gcp_token_url.clone();
         config.gcp_iam_credentials_url = self.pod_gcp_iamcredentials_url.clone();
         config.azure_authority_host = self.pod_azure_authority_host.clone();
+        config.compat = self.compat.config();
         config
     }
 
@@ -145,9 +211,7 @@ pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
     let app = server::router(state);
     let addr = args.webhook_addr;
     // Bind before reporting ready, so that a port in use fails the start, not the first pod.
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-    listener.set_nonblocking(true)?;
+    let listener = listen(addr)?;
     let ready = serve.ready;
     tokio::spawn(async move {
         if lookups.ready().await {
@@ -155,6 +219,25 @@ pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
         }
     });
     tracing::info!(%addr, "serving the admission webhook (HTTPS)");
+    serve_https(listener, rustls, app).await
+}
+
+/// The webhook's listening socket.
+pub fn listen(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `app` over HTTPS (axum-server with rustls) until the process ends: the webhook's
+/// serving path, shared with the benchmarks' null webhook so that both measure the same stack.
+pub async fn serve_https(
+    listener: std::net::TcpListener,
+    rustls: RustlsConfig,
+    app: axum::Router,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
     axum_server::from_tcp_rustls(listener, rustls)?
         .serve(app.into_make_service())
         .await

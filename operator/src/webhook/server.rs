@@ -56,6 +56,9 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             return bad_request(format!("the body is not an AdmissionReview: {error}"));
         }
     };
+    // A dry run (`kubectl apply --dry-run=server`) must have no side effects (`sideEffects:
+    // None`): its decision is audited, but it publishes no Event.
+    let dry_run = parsed.request.as_ref().is_some_and(|r| r.dry_run);
     let (namespace, service_account) = match parsed.request.as_ref() {
         // Only a CREATE is mutated: no lookups for the others.
         Some(request) if request.operation != kube::core::admission::Operation::Create => {
@@ -109,12 +112,14 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     };
     let label = match &reviewed.decision {
         Decision::Ignored { .. } => "ignored",
-        Decision::Admitted { applied, .. } if applied.is_empty() => "untouched",
+        Decision::Admitted {
+            applied, compat, ..
+        } if applied.is_empty() && compat.is_empty() => "untouched",
         Decision::Admitted { .. } => "injected",
         Decision::Denied(_) => "denied",
     };
     state.metrics.admission(label, started.elapsed());
-    record(&state, &reviewed);
+    record(&state, &reviewed, dry_run);
     match reviewed.to_wire() {
         Ok(wire) => (StatusCode::OK, Json(wire)).into_response(),
         Err(error) => (
@@ -125,40 +130,52 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     }
 }
 
-/// The audit line and Events of a decision that involved a policy.
-fn record(state: &WebhookState, reviewed: &Reviewed) {
-    let (decision, applied, skipped, trace): (&str, Vec<String>, Vec<(String, String)>, String) =
-        match &reviewed.decision {
-            Decision::Ignored { .. } => return,
-            Decision::Admitted {
-                applied,
-                skipped,
-                trace,
-            } => {
-                if applied.is_empty() && skipped.is_empty() {
-                    return;
-                }
-                (
-                    "admitted",
-                    applied.clone(),
-                    skipped
-                        .iter()
-                        .map(|s| (s.policy.clone(), s.reason.clone()))
-                        .collect(),
-                    trace.to_string(),
-                )
+/// What an audit line records: decision, policies applied, policies skipped (with why), the
+/// compatibility modes that granted, and the trace.
+type Audited<'a> = (
+    &'a str,
+    Vec<String>,
+    Vec<(String, String)>,
+    Vec<String>,
+    String,
+);
+
+/// The audit line and Events of a decision that involved a policy (no Events for a dry run).
+fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
+    let (decision, applied, skipped, compat, trace): Audited<'_> = match &reviewed.decision {
+        Decision::Ignored { .. } => return,
+        Decision::Admitted {
+            applied,
+            skipped,
+            compat,
+            trace,
+        } => {
+            if applied.is_empty() && skipped.is_empty() && compat.is_empty() {
+                return;
             }
-            Decision::Denied(denial) => (
-                "denied",
-                Vec::new(),
-                denial
-                    .policies
+            (
+                "admitted",
+                applied.clone(),
+                skipped
                     .iter()
-                    .map(|p| (p.clone(), denial.message.clone()))
+                    .map(|s| (s.policy.clone(), s.reason.clone()))
                     .collect(),
-                denial.trace.to_string(),
-            ),
-        };
+                compat.clone(),
+                trace.to_string(),
+            )
+        }
+        Decision::Denied(denial) => (
+            "denied",
+            Vec::new(),
+            denial
+                .policies
+                .iter()
+                .map(|p| (p.clone(), denial.message.clone()))
+                .collect(),
+            Vec::new(),
+            denial.trace.to_string(),
+        ),
+    };
     tracing::info!(
         target: audit::TARGET,
         kind = "Pod",
@@ -169,10 +186,12 @@ fn record(state: &WebhookState, reviewed: &Reviewed) {
         decision,
         applied = %applied.join(","),
         skipped = %skipped.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(","),
+        compat = %compat.join(","),
         trace = %trace,
+        dry_run,
         "admission"
     );
-    let Some(recorder) = state.recorder.clone() else {
+    let Some(recorder) = state.recorder.clone().filter(|_| !dry_run) else {
         return;
     };
     let namespace = reviewed.namespace.clone();

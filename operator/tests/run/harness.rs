@@ -1,7 +1,8 @@
 //! One local stack and one `passport run` process for the whole test binary. The stack runs on
 //! a runtime of its own (tests each have theirs); the operator is the real binary, started with
 //! nothing but the stack's variables, as a user would start it. Each test works in a namespace
-//! and trusts of its own.
+//! and trusts of its own. With `PASSPORT_E2E_KUBECONFIG` the stack starts no API server: the
+//! operator and the tests use that kubeconfig's cluster, with the stack's cloud fakes.
 
 use std::{
     collections::BTreeMap,
@@ -24,8 +25,13 @@ use passport_e2e::{
 
 /// The operator's `--cluster-name`.
 pub const CLUSTER: &str = "e2e";
-/// The MutatingWebhookConfiguration whose `caBundle` the operator keeps current.
-pub const WEBHOOK_CONFIGURATION: &str = "passport-e2e";
+/// The MutatingWebhookConfiguration whose `caBundle` the operator keeps current: the name
+/// `config/rbac` allows it to patch.
+pub const WEBHOOK_CONFIGURATION: &str = "passport";
+/// The operator's namespace (`POD_NAMESPACE`): its Lease and its webhook Secret live there.
+pub const OPERATOR_NAMESPACE: &str = "passport-system";
+/// Who the operator is on the real API server: the ServiceAccount of `config/rbac`.
+pub const OPERATOR_USER: &str = "system:serviceaccount:passport-system:passport";
 /// The operator's drift-check period in these tests.
 pub const RESYNC_SECONDS: u64 = 4;
 
@@ -76,27 +82,62 @@ fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
                 Ok("real") => realapi::Kind::Real,
                 _ => realapi::Kind::Emulated,
             };
+            let kubeconfig = std::env::var_os(passport_e2e::cluster::KUBECONFIG_ENV)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from);
             let started = async {
                 let stack = Stack::start(StackConfig {
                     apiserver,
+                    kubeconfig,
                     ..StackConfig::default()
                 })
                 .await?;
                 let stack: &'static Stack = Box::leak(Box::new(stack));
-                passport_e2e::cluster::install_crds(&stack.apiserver.client().await?).await?;
-                anyhow::Ok(stack)
+                let client = stack.apiserver.client().await?;
+                passport_e2e::cluster::install_crds(&client).await?;
+                // On a real API server (the local one or an external cluster) the operator runs
+                // as its own ServiceAccount, with exactly the RBAC of `config/verify`
+                // (config/rbac plus the token rule), so a missing rule fails a test; on the
+                // emulator, which has no RBAC, as the admin.
+                let kubeconfig = match &stack.apiserver {
+                    passport_e2e::realapi::AnyApiServer::Real(_)
+                    | passport_e2e::realapi::AnyApiServer::External(_) => {
+                        Some(install_operator_identity(stack).await?)
+                    }
+                    passport_e2e::realapi::AnyApiServer::Emulated(_) => {
+                        let ns: Namespace = serde_json::from_value(serde_json::json!({
+                            "metadata": {"name": OPERATOR_NAMESPACE}
+                        }))?;
+                        Api::<Namespace>::all(client)
+                            .patch(
+                                OPERATOR_NAMESPACE,
+                                &PatchParams::apply("e2e"),
+                                &Patch::Apply(&ns),
+                            )
+                            .await?;
+                        None
+                    }
+                };
+                anyhow::Ok((stack, kubeconfig))
             };
             let _ = tx.send(started.await);
             // The stack serves until the test binary exits.
             std::future::pending::<()>().await;
         });
     });
-    let stack = rx.recv()??;
-    let env: Vec<(String, String)> = stack
+    let (stack, operator_kubeconfig) = rx.recv()??;
+    let mut env: Vec<(String, String)> = stack
         .env()
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+    env.push(("POD_NAMESPACE".to_owned(), OPERATOR_NAMESPACE.to_owned()));
+    // On the real API server the operator runs as its own ServiceAccount, with exactly the RBAC
+    // of `config/verify` (config/rbac plus the token rule): a missing rule fails a test.
+    if let Some(kubeconfig) = operator_kubeconfig {
+        env.retain(|(k, _)| k != "KUBECONFIG");
+        env.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -121,25 +162,204 @@ fn start(resync_seconds: u64) -> anyhow::Result<Harness> {
     Ok(harness)
 }
 
+/// `kubectl kustomize config/verify`: the objects a cluster admin installs, parsed.
+pub fn rendered_install() -> anyhow::Result<Vec<serde_json::Value>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/verify");
+    let out = Command::new("kubectl").args(["kustomize", dir]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let mut objects = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value =
+            serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc)?)?;
+        if !value.is_null() {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
+
+/// Installs the operator's Namespace, ServiceAccount and RBAC from the rendered install (not
+/// its Deployment or webhook registration: there are no nodes, and the tests register the
+/// webhook by URL), then writes a kubeconfig with a token of that ServiceAccount.
+async fn install_operator_identity(stack: &Stack) -> anyhow::Result<PathBuf> {
+    use k8s_openapi::api::{
+        authentication::v1::TokenRequest,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    async fn apply<K>(api: Api<K>, value: &serde_json::Value) -> anyhow::Result<()>
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let name = value["metadata"]["name"].as_str().unwrap_or_default();
+        api.patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(value),
+        )
+        .await?;
+        Ok(())
+    }
+    let client = stack.apiserver.client().await?;
+    let objects = rendered_install()?;
+    let ns = OPERATOR_NAMESPACE;
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ] {
+        for object in objects.iter().filter(|o| o["kind"] == kind) {
+            let c = client.clone();
+            match kind {
+                "Namespace" => apply(Api::<Namespace>::all(c), object).await?,
+                "ServiceAccount" => apply(Api::<ServiceAccount>::namespaced(c, ns), object).await?,
+                "ClusterRole" => apply(Api::<ClusterRole>::all(c), object).await?,
+                "ClusterRoleBinding" => apply(Api::<ClusterRoleBinding>::all(c), object).await?,
+                "Role" => apply(Api::<Role>::namespaced(c, ns), object).await?,
+                _ => apply(Api::<RoleBinding>::namespaced(c, ns), object).await?,
+            }
+        }
+    }
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "spec": {"audiences": [], "expirationSeconds": 172800}
+    }))?;
+    let token = Api::<ServiceAccount>::namespaced(client, ns)
+        .create_token_request("passport", &PostParams::default(), &request)
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .ok_or_else(|| anyhow::anyhow!("the TokenRequest has no token"))?;
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(stack.apiserver.kubeconfig_path())?;
+    for user in &mut kubeconfig.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            *auth = kube::config::AuthInfo {
+                token: Some(token.clone().into()),
+                ..Default::default()
+            };
+        }
+    }
+    let path = stack.dir().join("operator.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig)?)?;
+    Ok(path)
+}
+
 impl Harness {
+    /// The real API server's audit log, parsed (empty on the emulator). An external cluster's
+    /// audit log is not readable here: the test that needs it fails.
+    pub fn apiserver_audit(&self) -> Vec<serde_json::Value> {
+        let server = match &self.stack.apiserver {
+            passport_e2e::realapi::AnyApiServer::Real(server) => server,
+            passport_e2e::realapi::AnyApiServer::Emulated(_) => return Vec::new(),
+            passport_e2e::realapi::AnyApiServer::External(cluster) => panic!(
+                "this test reads the API server's audit log, which only the local real \
+                 kube-apiserver writes here (passport-kube --audit-log), not the cluster at {}: \
+                 run it with PASSPORT_E2E_APISERVER=real and without {}",
+                cluster.server_url(),
+                passport_e2e::cluster::KUBECONFIG_ENV,
+            ),
+        };
+        std::fs::read_to_string(server.audit_log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Whether the API server can call a webhook on this machine's loopback, where the operator
+    /// serves it: the emulator and the local real kube-apiserver can; an external cluster only
+    /// when its API server's URL is a loopback address (also true of kind, whose API server is
+    /// in a container: see docs/development.md).
+    pub fn cluster_can_reach_loopback(&self) -> bool {
+        match &self.stack.apiserver {
+            passport_e2e::realapi::AnyApiServer::External(cluster) => cluster.server_is_loopback(),
+            _ => true,
+        }
+    }
+
+    /// Fails the test, naming the limitation, when the API server cannot call the operator's
+    /// webhook on this machine's loopback (`what` says what the test needs it for).
+    pub fn require_loopback(&self, what: &str) {
+        if let passport_e2e::realapi::AnyApiServer::External(cluster) = &self.stack.apiserver {
+            assert!(
+                self.cluster_can_reach_loopback(),
+                "{what} needs the API server to call the operator's webhook at {}, on this \
+                 machine's loopback, which the cluster at {} cannot reach: run this test on the \
+                 emulator, the local real kube-apiserver or a cluster on this machine's loopback \
+                 (docs/development.md#against-a-real-cluster)",
+                self.webhook_url,
+                cluster.server_url(),
+            );
+        }
+    }
+
     /// Starts `passport run` with the stack's variables. A shell watchdog stops it when the
     /// test binary exits, since the binary never drops its statics.
     pub fn start_operator(&self) -> anyhow::Result<()> {
+        let child = self.spawn_operator(
+            "operator",
+            &self.health_addr,
+            &self.webhook_addr,
+            &self.pidfile,
+        )?;
+        *self.operator.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        Ok(())
+    }
+
+    /// Starts a second replica (`<stack dir>/standby.log`, its own ports, the same Lease), for
+    /// the leader hand-over drill. It stops when the returned value is dropped.
+    pub fn start_standby(&self) -> anyhow::Result<Standby> {
+        let free = || -> anyhow::Result<String> {
+            Ok(format!(
+                "127.0.0.1:{}",
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port()
+            ))
+        };
+        let health = free()?;
+        let pidfile = self.stack.dir().join("standby.pid");
+        let child = self.spawn_operator("standby", &health, &free()?, &pidfile)?;
+        Ok(Standby {
+            child,
+            pidfile,
+            metrics_url: format!("http://{health}/metrics"),
+            ready_url: format!("http://{health}/readyz"),
+        })
+    }
+
+    fn spawn_operator(
+        &self,
+        name: &str,
+        health_addr: &str,
+        webhook_addr: &str,
+        pidfile: &std::path::Path,
+    ) -> anyhow::Result<Child> {
         let dir = self.stack.dir();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("operator.log"))?;
+            .open(dir.join(format!("{name}.log")))?;
         let audit = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("audit.log"))?;
         let watchdog = format!(
             r#""$0" "$@" & child=$!; echo $child > '{}'; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done; kill $child 2>/dev/null; wait $child"#,
-            self.pidfile.display(),
+            pidfile.display(),
             std::process::id()
         );
-        let _ = std::fs::remove_file(&self.pidfile);
+        let _ = std::fs::remove_file(pidfile);
         let child = Command::new("sh")
             .arg("-c")
             .arg(watchdog)
@@ -153,13 +373,15 @@ impl Harness {
                 "--cluster-name",
                 CLUSTER,
                 "--health-addr",
-                &self.health_addr,
+                health_addr,
                 "--resync-seconds",
                 &self.resync_seconds.to_string(),
                 "--webhook-addr",
-                &self.webhook_addr,
+                webhook_addr,
                 "--webhook-configuration",
                 WEBHOOK_CONFIGURATION,
+                "--identity",
+                name,
             ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
@@ -167,8 +389,12 @@ impl Harness {
             .stdout(audit)
             .stderr(log)
             .spawn()?;
-        *self.operator.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        Ok(())
+        Ok(child)
+    }
+
+    /// Stops the operator with SIGTERM, as a rollout would, and waits until it has exited.
+    pub fn stop_operator(&self) {
+        self.end_operator("-TERM");
     }
 
     /// The operator's process ID (for the benchmark's peak RSS).
@@ -183,11 +409,11 @@ impl Harness {
 
     /// Kills the operator with SIGKILL, as a node failure would, and waits for it to be gone.
     pub fn kill_operator(&self) {
-        let pid = std::fs::read_to_string(&self.pidfile).unwrap_or_default();
-        let pid = pid.trim();
-        if !pid.is_empty() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
-        }
+        self.end_operator("-KILL");
+    }
+
+    fn end_operator(&self, how: &str) {
+        signal(&self.pidfile, how);
         if let Some(mut child) = self
             .operator
             .lock()
@@ -287,6 +513,71 @@ impl Harness {
     pub fn operator_log(&self) -> String {
         std::fs::read_to_string(self.stack.dir().join("operator.log")).unwrap_or_default()
     }
+}
+
+/// How many AccessPolicies and FederatedTrusts of AWS the cluster holds: each one's resync reads
+/// IAM, which tests that count calls must allow for.
+pub async fn aws_objects(client: &Client) -> u64 {
+    let policies = Api::<AccessPolicy>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("listing AccessPolicies")
+        .items
+        .iter()
+        .filter(|p| p.spec.aws.is_some())
+        .count();
+    let trusts = Api::<FederatedTrust>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("listing FederatedTrusts")
+        .items
+        .iter()
+        .filter(|t| t.spec.aws.is_some())
+        .count();
+    (policies + trusts) as u64
+}
+
+/// Sends `signal` to the process whose ID is in `pidfile`.
+fn signal(pidfile: &std::path::Path, signal: &str) {
+    let pid = std::fs::read_to_string(pidfile).unwrap_or_default();
+    let pid = pid.trim();
+    if !pid.is_empty() {
+        let _ = Command::new("kill").args([signal, pid]).status();
+    }
+}
+
+/// A second `passport run`, stopped (SIGTERM, then waited for) when dropped.
+pub struct Standby {
+    child: Child,
+    pidfile: PathBuf,
+    pub metrics_url: String,
+    pub ready_url: String,
+}
+
+impl Standby {
+    /// One counter or gauge of this replica's `/metrics`, summed over its label sets.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics_url, name).await
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        signal(&self.pidfile, "-TERM");
+        let _ = self.child.wait();
+    }
+}
+
+/// The sum of one metric's samples at `url` (0 when it has none yet).
+pub async fn metric_sum(url: &str, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(url).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Applies a manifest (YAML) of a trust or a policy with server-side apply.

@@ -10,7 +10,10 @@
 
 mod aws;
 mod azure;
+mod drills;
 mod gcp;
 mod harness;
+mod real_only;
 mod resilience;
+mod sdks;
 mod webhook;

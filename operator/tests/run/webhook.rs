@@ -12,13 +12,14 @@ use serde_json::json;
 use crate::{
     aws::{TRUST_LABEL, trust_yaml},
     harness::{
-        CLUSTER, WEBHOOK_CONFIGURATION, apply_policy, apply_trust, eventually, harness,
-        policy_ready, trust_condition, wait_policy, wait_trust,
+        CLUSTER, OPERATOR_NAMESPACE, WEBHOOK_CONFIGURATION, apply_policy, apply_trust, eventually,
+        harness, policy_ready, trust_condition, wait_policy, wait_trust,
     },
 };
 
 /// Registers the operator's webhook once for the whole binary.
-async fn register(client: &kube::Client) {
+pub(crate) async fn register(client: &kube::Client) {
+    harness().require_loopback("registering the webhook by url");
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let configuration = serde_json::from_value(json!({
         "metadata": {"name": WEBHOOK_CONFIGURATION},
@@ -50,7 +51,7 @@ async fn register(client: &kube::Client) {
     .await;
 }
 
-fn pod(name: &str, service_account: &str) -> Pod {
+pub(crate) fn pod(name: &str, service_account: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {"serviceAccountName": service_account, "containers": [{"name": "app", "image": "registry.example.com/app:1"}]}
@@ -58,7 +59,7 @@ fn pod(name: &str, service_account: &str) -> Pod {
     .unwrap()
 }
 
-fn env(pod: &Pod, name: &str) -> Option<String> {
+pub(crate) fn env(pod: &Pod, name: &str) -> Option<String> {
     pod.spec.as_ref()?.containers[0]
         .env
         .as_ref()?
@@ -141,7 +142,11 @@ async fn pods_of_a_policy_get_credentials_from_the_operators_webhook() {
 
 /// Creates a pod of `service_account`, retrying while the API server catches up with the
 /// webhook configuration; returns the first pod the webhook injected.
-async fn injected_pod(pods: &Api<Pod>, prefix: &str, service_account: &str) -> Option<Pod> {
+pub(crate) async fn injected_pod(
+    pods: &Api<Pod>,
+    prefix: &str,
+    service_account: &str,
+) -> Option<Pod> {
     for i in 0..50 {
         if let Ok(created) = pods
             .create(
@@ -160,7 +165,7 @@ async fn injected_pod(pods: &Api<Pod>, prefix: &str, service_account: &str) -> O
 
 /// A namespace with an AWS trust and a Ready policy for service account `api`, and the other
 /// service accounts `extra`.
-async fn aws_namespace(client: &kube::Client, prefix: &str, extra: &[&str]) -> String {
+pub(crate) async fn aws_namespace(client: &kube::Client, prefix: &str, extra: &[&str]) -> String {
     let h = harness();
     let trust = format!(
         "{prefix}-{}",
@@ -235,7 +240,7 @@ async fn a_certificate_near_expiry_is_renewed_and_served_without_a_restart() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert!(injected_pod(&pods, "before", "api").await.is_some());
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let before = secrets.get("passport-webhook-tls").await.unwrap();
     let cert = |s: &Secret| s.data.as_ref().and_then(|d| d.get("tls.crt")).cloned();
     let ca = |s: &Secret| s.data.as_ref().and_then(|d| d.get("ca.crt")).cloned();
@@ -287,32 +292,7 @@ async fn each_clouds_own_loader_gets_credentials_from_an_injected_pods_files() {
         .await;
     h.service_accounts(&client, &ns, &["shop", "nobody"]).await;
     // The demo's trusts and policies, renamed for this namespace.
-    let demo = include_str!("../../../e2e/demo/demo.yaml");
-    let trust_name = format!("sdk-{id}");
-    for doc in demo.split("\n---\n") {
-        let value: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
-        let doc = doc
-            .replace(
-                "passport.dev/demo: \"true\"",
-                &format!("{}: {trust_name}", crate::aws::TRUST_LABEL),
-            )
-            .replace("name: demo-aws", &format!("name: {trust_name}-aws"))
-            .replace("name: demo-gcp", &format!("name: {trust_name}-gcp"))
-            .replace("name: demo-azure", &format!("name: {trust_name}-azure"))
-            .replace("poolId: demo-cluster", &format!("poolId: pool-{id}"))
-            .replace("roleName: demo-shop", &format!("roleName: shop-{id}"))
-            .replace("namespace: demo", &format!("namespace: {ns}"));
-        match kind.as_str() {
-            "FederatedTrust" => {
-                apply_trust(&client, &doc).await;
-            }
-            "AccessPolicy" => {
-                apply_policy(&client, &ns, &doc).await;
-            }
-            _ => {}
-        }
-    }
+    crate::sdks::apply_demo(&client, &ns, &format!("sdk-{id}"), id).await;
     for cloud in ["aws", "gcp", "azure"] {
         wait_policy(
             &client,

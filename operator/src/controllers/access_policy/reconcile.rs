@@ -18,7 +18,7 @@ use kube::{
 use passport_crds::{
     AccessPolicy, FederatedTrust,
     federated_trust::DeletionPolicy,
-    keys::{FIELD_MANAGER, FINALIZER, NAMESPACE_ENABLED},
+    keys::{FIELD_MANAGER, FINALIZER, NAMESPACE_ENABLED, NAMESPACE_ENABLED_BY},
     naming,
 };
 
@@ -423,21 +423,34 @@ async fn unlabel_namespace_if_unused(
 }
 
 /// Sets or removes `passport.dev/enabled` on a namespace that exists and is not terminating;
-/// writes only when the label differs.
+/// writes only when the label differs. It removes only a label it set itself (marked by the
+/// `passport.dev/enabled-by` annotation): one set by hand stays.
 async fn set_namespace_label(ctx: &Context, namespace: &str, enabled: bool) -> Result<(), Error> {
     let api = Api::<Namespace>::all(ctx.client.clone());
     let Some(ns) = api.get_opt(namespace).await? else {
         return Ok(());
     };
     let current = ns.labels().get(NAMESPACE_ENABLED).map(String::as_str);
+    let ours = ns
+        .annotations()
+        .get(NAMESPACE_ENABLED_BY)
+        .map(String::as_str)
+        == Some("passport");
     if (enabled && current == Some("true"))
-        || (!enabled && current.is_none())
+        || (!enabled && (current.is_none() || !ours))
         || ns.metadata.deletion_timestamp.is_some()
     {
+        if !enabled && current.is_some() && !ours {
+            tracing::debug!(namespace, "kept the namespace label someone else set");
+        }
         return Ok(());
     }
     let value = enabled.then_some("true");
-    let patch = serde_json::json!({"metadata": {"labels": {NAMESPACE_ENABLED: value}}});
+    let by = enabled.then_some("passport");
+    let patch = serde_json::json!({"metadata": {
+        "labels": {NAMESPACE_ENABLED: value},
+        "annotations": {NAMESPACE_ENABLED_BY: by},
+    }});
     api.patch(
         namespace,
         &PatchParams {

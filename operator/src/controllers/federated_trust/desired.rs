@@ -59,7 +59,9 @@ pub fn default_attribute_mapping() -> BTreeMap<String, String> {
     ])
 }
 
-/// The issuer a trust uses: its spec, else the one discovered from the API server.
+/// The issuer a trust uses: its spec, else the one discovered from the API server, exactly as
+/// tokens carry it in `iss`. A trailing `/` (AKS issuers have one) is kept: Entra and Google
+/// compare the federated credential's or provider's issuer with `iss` byte for byte.
 pub fn issuer(trust: &FederatedTrust, discovered: Option<&str>) -> Result<String, Refusal> {
     trust
         .spec
@@ -67,7 +69,6 @@ pub fn issuer(trust: &FederatedTrust, discovered: Option<&str>) -> Result<String
         .as_ref()
         .map(|i| i.url.clone())
         .or_else(|| discovered.map(str::to_owned))
-        .map(|url| url.trim_end_matches('/').to_owned())
         .ok_or_else(|| {
             Refusal::new(
                 Reason::IssuerUnreachable,
@@ -155,7 +156,7 @@ mod tests {
 
     const INPUTS: Inputs<'static> = Inputs {
         cluster: "prod",
-        discovered_issuer: Some("https://kubernetes.default.svc/"),
+        discovered_issuer: Some("https://kubernetes.default.svc"),
         cluster_jwks: Some(r#"{"keys":[]}"#),
     };
 
@@ -172,6 +173,22 @@ mod tests {
         assert_eq!(intent.audience, "sts.amazonaws.com");
         assert_eq!(intent.owner, Owner::trust("prod", "aws-prod"));
         assert_eq!(intent.tags["team"], "platform");
+    }
+
+    #[test]
+    fn an_aks_issuer_keeps_its_trailing_slash_as_tokens_carry_it() {
+        let aks =
+            "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/0c1e5a3b/";
+        let t = trust(&format!(
+            "metadata: {{name: aks}}\nspec:\n  issuer: {{url: '{aks}'}}\n  azure: {{tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47}}\n"
+        ));
+        assert_eq!(build(&t, &INPUTS).unwrap().issuer, aks);
+        let discovered = Inputs {
+            discovered_issuer: Some(aks),
+            ..INPUTS
+        };
+        let t = trust("metadata: {name: o}\nspec:\n  oidc: {allowedAudiences: [vault]}\n");
+        assert_eq!(build(&t, &discovered).unwrap().issuer, aks);
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! `passport-null-webhook`: the baseline of the webhook benchmark (`make bench`). It serves
+//! `POST /mutate` on `passport run`'s HTTPS stack (the same runtime, axum-server, rustls and
+//! certificate) with a handler that allows every review with no patch, so that the benchmark
+//! reports what Passport's webhook costs as a ratio to a webhook that does nothing.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
+use clap::Parser as _;
+use passport_operator::webhook;
+
+/// Serve a webhook that allows every pod unchanged (a benchmark baseline, not for clusters).
+#[derive(Debug, clap::Parser)]
+#[command(name = "passport-null-webhook", version)]
+struct Args {
+    /// Where to listen (HTTPS).
+    #[arg(long, default_value = "127.0.0.1:9444")]
+    addr: SocketAddr,
+    /// A folder with `tls.crt` and `tls.key` (the benchmark copies `passport run`'s own).
+    #[arg(long)]
+    tls_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // As `passport run` builds its runtime (operator/src/cli.rs): TOKIO_WORKER_THREADS applies.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let read = |name: &str| {
+        let path = args.tls_dir.join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let rustls = RustlsConfig::from_pem(read("tls.crt")?, read("tls.key")?)
+        .await
+        .context("loading the serving certificate")?;
+    let listener = webhook::listen(args.addr)?;
+    eprintln!(
+        "passport-null-webhook: serving https://{}/mutate",
+        args.addr
+    );
+    webhook::serve_https(listener, rustls, webhook::null::router()).await
+}
