@@ -28,7 +28,7 @@ SUMMARY = awk '/^test result:/ { p += $$4; f += $$6; next } \
   /^[0-9]+ (passed|failed)/ { for (i = 1; i < NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
   END { printf "%d passed, %d failed\n", p, f }'
 
-.PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube probes e2e-real venv stack demo
+.PHONY: help test lint bench fmt-check clippy manifests check-manifests unit kube probes e2e-real e2e-cluster venv stack demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -81,6 +81,25 @@ e2e-real: kube probes ## The TestCluster e2e tests again, on the real kube-apise
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) PASSPORT_PROBE_BIN=$(PROBE_BIN) \
 	  $(CARGO) test --locked -p passport-operator --test run -- --skip drills::emulator_only:: 2>&1 | tee -a target/test-real.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
+
+# What `e2e-cluster` skips: the operator's e2e tests that need an API server of this machine:
+# the emulator's fault injection (drills::emulator_only::), the local real server's audit log
+# (real_only::), and the API server calling the operator's webhook on this machine's loopback
+# (every test that registers it). For a cluster whose API server runs on this machine's
+# loopback, only the first two: `make e2e-cluster CLUSTER_SKIPS='drills::emulator_only:: real_only::'`.
+CLUSTER_SKIPS := drills::emulator_only:: real_only:: sdks:: \
+  webhook::pods_of_a_policy_get_credentials_from_the_operators_webhook \
+  webhook::each_clouds_own_loader_gets_credentials_from_an_injected_pods_files \
+  webhook::a_webhook_outage_refuses_pods_only_in_passport_namespaces \
+  webhook::a_certificate_near_expiry_is_renewed_and_served_without_a_restart
+
+e2e-cluster: venv probes ## The TestCluster and operator e2e tests on the cluster of PASSPORT_E2E_KUBECONFIG (docs/development.md)
+	@[ -n "$${PASSPORT_E2E_KUBECONFIG:-}" ] || { echo "e2e-cluster: set PASSPORT_E2E_KUBECONFIG to the cluster's kubeconfig (docs/development.md#against-a-real-cluster)" >&2; exit 1; }
+	@mkdir -p target
+	$(CARGO) test --locked -p passport-e2e --test stack -- passport_api:: 2>&1 | tee target/test-cluster.log
+	PASSPORT_PROBE_BIN=$(PROBE_BIN) \
+	  $(CARGO) test --locked -p passport-operator --test run -- $(addprefix --skip ,$(CLUSTER_SKIPS)) 2>&1 | tee -a target/test-cluster.log
+	@$(SUMMARY) target/test-cluster.log
 
 bench: venv ## Benchmarks at full size: results in bench/results/*.json, table in docs/benchmarks.md
 	$(CARGO) build --release --locked -p passport-operator --bin passport

@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod cloud;
 pub mod controllers;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod leader;
 pub mod manifests;
 pub mod metrics;

@@ -6,6 +6,8 @@ pub mod bindings;
 mod compat;
 pub mod conditions;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 mod inject;
 pub mod mutate;

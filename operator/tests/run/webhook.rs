@@ -21,7 +21,7 @@ use crate::{
 pub(crate) async fn register(client: &kube::Client) {
     harness().require_loopback("registering the webhook by url");
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let configuration = serde_json::from_value(json!({
+    let wanted = json!({
         "metadata": {"name": WEBHOOK_CONFIGURATION},
         "webhooks": [{
             "name": "pods.passport.dev",
@@ -34,11 +34,29 @@ pub(crate) async fn register(client: &kube::Client) {
             "admissionReviewVersions": ["v1"],
             "timeoutSeconds": 10,
         }]
-    }))
-    .unwrap();
+    });
+    let configuration = serde_json::from_value(wanted.clone()).unwrap();
     match api.create(&PostParams::default(), &configuration).await {
         Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            // A cluster that outlives the stack (PASSPORT_E2E_KUBECONFIG) may keep the
+            // registration of an earlier run, whose operator listened elsewhere: point it here.
+            let current = api.get(WEBHOOK_CONFIGURATION).await.unwrap();
+            let stale =
+                current.webhooks.unwrap_or_default().iter().any(|h| {
+                    h.client_config.url.as_deref() != Some(harness().webhook_url.as_str())
+                });
+            if stale {
+                let webhooks = json!({"webhooks": wanted["webhooks"]});
+                api.patch(
+                    WEBHOOK_CONFIGURATION,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&webhooks),
+                )
+                .await
+                .unwrap();
+            }
+        }
         Err(error) => panic!("registering the webhook: {error}"),
     }
     eventually("the operator's caBundle in the configuration", || async {
