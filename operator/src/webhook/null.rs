@@ -70,26 +70,10 @@ async fn allow(body: Bytes) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use axum::{body::Body, http::Request};
-    use tower::ServiceExt as _;
-
     use super::*;
 
     async fn post(body: &str) -> (StatusCode, serde_json::Value) {
-        let response = router()
-            .oneshot(
-                Request::post("/mutate")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_owned()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        crate::webhook::server::tests::post_to(router(), body).await
     }
 
     #[tokio::test]

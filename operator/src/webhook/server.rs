@@ -261,4 +261,4 @@ fn policy_name(policy: &str) -> String {
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -35,7 +35,13 @@ fn state(lookups: Lookups) -> Arc<WebhookState> {
 }
 
 async fn post(state: Arc<WebhookState>, body: &str) -> (StatusCode, serde_json::Value) {
-    let response = router(state)
+    post_to(router(state), body).await
+}
+
+/// POSTs `body` to `/mutate` of `router` in-process; the status and the JSON answer (`null`
+/// when the answer is not JSON). The null webhook's tests use it too.
+pub(crate) async fn post_to(router: axum::Router, body: &str) -> (StatusCode, serde_json::Value) {
+    let response = router
         .oneshot(
             Request::post("/mutate")
                 .header("content-type", "application/json")
