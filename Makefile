@@ -47,8 +47,9 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-manifests: ## Regenerate config/crd and docs/reference.md from the API types
+manifests: ## Regenerate config/crd (and the Helm chart's copy) and docs/reference.md from the API types
 	$(CARGO) run --quiet --locked -p passport-crds --bin crdgen -- config/crd docs/reference.md
+	cp config/crd/passport.dev_*.yaml config/helm/passport/crds/
 
 check-manifests: ## Fail when config/crd or docs/reference.md differs from what the API types generate
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
@@ -79,15 +80,15 @@ e2e-real: kube probes ## The TestCluster e2e tests again, on the real kube-apise
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) \
 	  $(CARGO) test --locked -p passport-e2e --test stack -- $(REAL_API_TESTS) 2>&1 | tee target/test-real.log
 	PASSPORT_E2E_APISERVER=real PASSPORT_KUBE_BIN=$(KUBE_BIN) PASSPORT_PROBE_BIN=$(PROBE_BIN) \
-	  $(CARGO) test --locked -p passport-operator --test run -- --skip drills::emulator_only:: 2>&1 | tee -a target/test-real.log
+	  $(CARGO) test --locked -p passport-operator --test run -- --skip drills::emulator_only:: --skip issuer::emulator_only:: 2>&1 | tee -a target/test-real.log
 	@[ "$(PARTIAL_SUMMARY)" = no ] || $(SUMMARY) target/test-real.log
 
 # What `e2e-cluster` skips: the operator's e2e tests that need an API server of this machine:
 # the emulator's fault injection (drills::emulator_only::), the local real server's audit log
 # (real_only::), and the API server calling the operator's webhook on this machine's loopback
 # (every test that registers it). For a cluster whose API server runs on this machine's
-# loopback, only the first two: `make e2e-cluster CLUSTER_SKIPS='drills::emulator_only:: real_only::'`.
-CLUSTER_SKIPS := drills::emulator_only:: real_only:: sdks:: \
+# loopback, only the first two: `make e2e-cluster CLUSTER_SKIPS='drills::emulator_only:: issuer::emulator_only:: real_only::'`.
+CLUSTER_SKIPS := drills::emulator_only:: issuer::emulator_only:: real_only:: sdks:: \
   webhook::pods_of_a_policy_get_credentials_from_the_operators_webhook \
   webhook::each_clouds_own_loader_gets_credentials_from_an_injected_pods_files \
   webhook::a_webhook_outage_refuses_pods_only_in_passport_namespaces \
@@ -101,10 +102,22 @@ e2e-cluster: venv probes ## The TestCluster and operator e2e tests on the cluste
 	  $(CARGO) test --locked -p passport-operator --test run -- $(addprefix --skip ,$(CLUSTER_SKIPS)) 2>&1 | tee -a target/test-cluster.log
 	@$(SUMMARY) target/test-cluster.log
 
-bench: venv ## Benchmarks at full size: results in bench/results/*.json, table in docs/benchmarks.md
-	$(CARGO) build --release --locked -p passport-operator --bin passport
-	PASSPORT_BENCH=full PASSPORT_BIN=$(CURDIR)/target/release/passport \
-	  $(CARGO) test --locked -p passport-operator --test bench -- --nocapture
+# The load generator of the webhook benchmark, built once into .cache/oha (about 5 minutes).
+OHA := $(CURDIR)/.cache/oha/bin/oha
+$(OHA):
+	@echo "bench: building oha (the HTTP load generator) into .cache/oha, once" >&2
+	cargo install oha --version 1.16.0 --locked --root .cache/oha --target-dir .cache/oha-build
+	rm -rf .cache/oha-build
+
+bench: venv $(OHA) ## Benchmarks at full size: results in bench/results/*.json, table in docs/benchmarks.md
+	$(CARGO) build --release --locked -p passport-operator --bin passport --bin passport-null-webhook
+	@# One process per benchmark: each starts the operator with its own drift-check period.
+	for benchmark in converge_policies_and_hold_a_steady_state webhook::webhook_against_a_null_webhook; do \
+	  PASSPORT_BENCH=full PASSPORT_BIN=$(CURDIR)/target/release/passport \
+	  PASSPORT_NULL_WEBHOOK_BIN=$(CURDIR)/target/release/passport-null-webhook PASSPORT_OHA=$(OHA) \
+	  $(CARGO) test --locked -p passport-operator --test bench -- --nocapture --exact $$benchmark || exit 1; \
+	done
+	$(CARGO) bench --locked -p passport-webhook --bench mutate | python3 bench/divan_json.py bench/results/mutate.json
 
 venv: ## Project-local Python venv with the AWS emulator (moto)
 	e2e/scripts/venv.sh

@@ -16,6 +16,9 @@ pub enum ConditionType {
     /// A real token exchange for one bound service account worked (AccessPolicy, when
     /// `spec.verify` or `--verify-all` asks for it).
     Verified,
+    /// The issuer's discovery document and JWKS are published where `spec.issuer.publish`
+    /// says, and match the cluster's keys (FederatedTrust).
+    IssuerPublished,
 }
 
 impl ConditionType {
@@ -25,6 +28,7 @@ impl ConditionType {
             Self::IssuerReachable => "IssuerReachable",
             Self::CloudSynced => "CloudSynced",
             Self::Verified => "Verified",
+            Self::IssuerPublished => "IssuerPublished",
         }
     }
 }
@@ -70,11 +74,20 @@ pub enum Reason {
     NotOwned,
     /// The cloud refused the request as invalid.
     CloudRejected,
+    /// The issuer's documents are published and hold exactly the cluster's keys.
+    Published,
+    /// The published JWKS holds the cluster's keys and, until tokens signed with them expire,
+    /// keys the cluster has dropped.
+    RotationInProgress,
+    /// Writing the issuer's documents to the bucket failed.
+    PublishFailed,
+    /// The documents would be served at a URL other than the cluster's issuer.
+    IssuerMismatch,
 }
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 23] = [
         Self::Reconciled,
         Self::Progressing,
         Self::Deleting,
@@ -94,6 +107,10 @@ impl Reason {
         Self::Conflict,
         Self::NotOwned,
         Self::CloudRejected,
+        Self::Published,
+        Self::RotationInProgress,
+        Self::PublishFailed,
+        Self::IssuerMismatch,
     ];
 
     /// The reason a condition names, when it is one of Passport's.
@@ -122,6 +139,10 @@ impl Reason {
             Self::Conflict => "Conflict",
             Self::NotOwned => "NotOwned",
             Self::CloudRejected => "CloudRejected",
+            Self::Published => "Published",
+            Self::RotationInProgress => "RotationInProgress",
+            Self::PublishFailed => "PublishFailed",
+            Self::IssuerMismatch => "IssuerMismatch",
         }
     }
 }

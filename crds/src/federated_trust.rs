@@ -75,12 +75,14 @@ pub struct FederatedTrustSpec {
 }
 
 /// Where the cluster's tokens come from.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerSpec {
     /// The issuer URL exactly as it appears in the tokens' `iss` claim, e.g.
     /// `https://oidc.example.com/clusters/prod`. AWS and Azure fetch
     /// `<url>/.well-known/openid-configuration` and the JWKS from it, so it must be public HTTPS.
+    /// Empty: read from the API server (`/.well-known/openid-configuration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     #[x_kube(
         validation = Rule::new("self.startsWith('https://')")
@@ -88,7 +90,102 @@ pub struct IssuerSpec {
         validation = Rule::new("!self.contains('?') && !self.contains('#')")
             .message("issuer.url must not contain a query (?) or fragment (#)")
     )]
-    pub url: String,
+    pub url: Option<String>,
+
+    /// Publish the cluster's discovery document and JWKS (read from the API server) to a
+    /// bucket, for clusters without a public issuer (kind, kubeadm, k3s, on-premises). Passport
+    /// keeps them current, and through a key rotation publishes the old and new keys together
+    /// until every token signed with the old key has expired. The cluster's
+    /// `--service-account-issuer` must be the URL the documents are served at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<IssuerPublish>,
+}
+
+/// Where Passport publishes the issuer: one of `s3`, `gcs` or `azureBlob`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.s3) ? 1 : 0) + (has(self.gcs) ? 1 : 0) + (has(self.azureBlob) ? 1 : 0) == 1")
+        .message("issuer.publish needs exactly one of s3, gcs or azureBlob")
+)]
+pub struct IssuerPublish {
+    /// An S3 bucket, written with the operator's AWS credentials (`s3:PutObject`,
+    /// `s3:GetObject`). Its objects must be publicly readable (a bucket policy, or a CDN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Publish>,
+    /// A Google Cloud Storage bucket, written with the operator's Google credentials
+    /// (`storage.objects.create`, `storage.objects.get`, `storage.objects.delete` to overwrite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsPublish>,
+    /// An Azure Blob container, written with the operator's Azure credentials (Storage Blob
+    /// Data Contributor). Blob public access must be on for it, or a CDN in front.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_blob: Option<AzureBlobPublish>,
+    /// Where the documents are served publicly, when a CDN or custom domain fronts the bucket,
+    /// e.g. `https://oidc.example.com/clusters/prod`. Default: the bucket's own HTTPS URL
+    /// (`https://<bucket>.s3.<region>.amazonaws.com/<prefix>`,
+    /// `https://storage.googleapis.com/<bucket>/<prefix>`, `<accountUrl>/<container>/<prefix>`).
+    /// It must equal the cluster's issuer: every token's `iss` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') && !self.endsWith('/')")
+        .message("issuer.publish.publicUrl must be an https:// URL without a trailing slash"))]
+    pub public_url: Option<String>,
+}
+
+/// An S3 bucket to publish the issuer to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Publish {
+    /// The bucket's name, e.g. `acme-oidc`.
+    #[schemars(length(min = 3, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]*[a-z0-9]$')")
+        .message("s3.bucket must be an S3 bucket name: lowercase letters, digits, dots and hyphens"))]
+    pub bucket: String,
+    /// The bucket's region, e.g. `eu-west-1`.
+    #[schemars(length(min = 1, max = 32))]
+    pub region: String,
+    /// A key prefix under which the documents go, e.g. `clusters/prod`. Empty: the bucket's root.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.endsWith('/')")
+        .message("prefix must not start or end with a slash, e.g. clusters/prod"))]
+    pub prefix: String,
+}
+
+/// A Google Cloud Storage bucket to publish the issuer to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcsPublish {
+    /// The bucket's name, e.g. `acme-oidc`.
+    #[schemars(length(min = 3, max = 222))]
+    pub bucket: String,
+    /// A name prefix under which the documents go, e.g. `clusters/prod`. Empty: the bucket's root.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.endsWith('/')")
+        .message("prefix must not start or end with a slash, e.g. clusters/prod"))]
+    pub prefix: String,
+}
+
+/// An Azure Blob container to publish the issuer to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureBlobPublish {
+    /// The storage account's blob endpoint, e.g. `https://acmeoidc.blob.core.windows.net`.
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') && !self.endsWith('/')")
+        .message("azureBlob.accountUrl must be the account's https:// blob endpoint without a trailing slash"))]
+    pub account_url: String,
+    /// The container, e.g. `oidc`.
+    #[schemars(length(min = 3, max = 63))]
+    pub container: String,
+    /// A blob name prefix under which the documents go, e.g. `clusters/prod`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.endsWith('/')")
+        .message("prefix must not start or end with a slash, e.g. clusters/prod"))]
+    pub prefix: String,
 }
 
 /// AWS side of a trust.
@@ -343,6 +440,38 @@ pub struct FederatedTrustStatus {
     /// Azure outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureTrustStatus>,
+    /// What Passport published for `spec.issuer.publish`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<PublicationStatus>,
+}
+
+/// The issuer's publication.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicationStatus {
+    /// The public URL the documents are served at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The key IDs of the published JWKS that the cluster still signs or verifies with.
+    // Always written, empty too: status is written as a merge patch, which keeps what it omits.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Keys the cluster no longer has, still published until the tokens signed with them have
+    /// expired.
+    #[serde(default)]
+    pub retiring_keys: Vec<RetiringKey>,
+}
+
+/// A key kept in the published JWKS through a rotation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringKey {
+    /// The key's `kid`.
+    pub kid: String,
+    /// When Passport first saw the cluster without this key (RFC 3339).
+    pub since: String,
+    /// When it is dropped from the published JWKS (RFC 3339).
+    pub until: String,
 }
 
 /// AWS outputs of a trust.

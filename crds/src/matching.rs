@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::{access_policy::AccessPolicySpec, federated_trust::FederatedTrustSpec};
+
 /// Whether `labels` satisfy `selector`, with Kubernetes semantics: `{}` selects everything,
 /// every `matchLabels` pair and every `matchExpressions` requirement must hold. A malformed
 /// requirement (an unknown operator, `In` without values, `Exists` with values, all of which
@@ -89,6 +91,70 @@ pub fn first_glob_match<'a>(patterns: &'a [String], text: &str) -> Option<&'a st
         .iter()
         .map(String::as_str)
         .find(|p| glob_matches(p, text))
+}
+
+/// Why the identity a policy names is outside its trust's allowlists, if it is: the message
+/// names the allowlist and what to change. `None` when the trust allows it, or when the policy
+/// names no identity that an allowlist governs (a role Passport creates, `direct` GCP access, a
+/// cloud the trust does not have: the callers report that mismatch themselves). The controllers
+/// refuse such a policy before any cloud call, and the webhook injects nothing for it, so the
+/// two never disagree on what a namespace may use.
+pub fn identity_refusal(
+    policy: &AccessPolicySpec,
+    trust_name: &str,
+    trust: &FederatedTrustSpec,
+) -> Option<String> {
+    if let (Some(access), Some(t)) = (&policy.aws, &trust.aws) {
+        let arn = access.role_arn.as_deref()?;
+        return first_glob_match(&t.allowed_role_arns, arn)
+            .is_none()
+            .then(|| {
+                format!(
+                    "role {arn} is not in FederatedTrust {trust_name}'s allowedRoleArns: ask the \
+                 cluster admin to allow it, or let Passport create a role with roleName"
+                )
+            });
+    }
+    if let (Some(access), Some(t)) = (&policy.gcp, &trust.gcp) {
+        let email = access.service_account.as_deref()?;
+        return first_glob_match(&t.allowed_service_accounts, email)
+            .is_none()
+            .then(|| {
+                format!(
+                    "Google service account {email} is not in FederatedTrust {trust_name}'s \
+                     allowedServiceAccounts: ask the cluster admin to allow it, or use direct: true"
+                )
+            });
+    }
+    if let (Some(access), Some(t)) = (&policy.azure, &trust.azure) {
+        // ARM resource IDs are case-insensitive.
+        let allowed: Vec<String> = t
+            .allowed_identities
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        return first_glob_match(&allowed, &access.identity.to_ascii_lowercase())
+            .is_none()
+            .then(|| {
+                format!(
+                    "managed identity {} is not in FederatedTrust {trust_name}'s \
+                     allowedIdentities: ask the cluster admin to allow it",
+                    access.identity
+                )
+            });
+    }
+    if let (Some(access), Some(t)) = (&policy.oidc, &trust.oidc) {
+        return first_glob_match(&t.allowed_audiences, &access.audience)
+            .is_none()
+            .then(|| {
+                format!(
+                    "audience {} is not in FederatedTrust {trust_name}'s allowedAudiences: ask \
+                     the cluster admin to allow it",
+                    access.audience
+                )
+            });
+    }
+    None
 }
 
 #[cfg(test)]
@@ -210,5 +276,59 @@ mod tests {
             "prefix and suffix may not overlap"
         );
         assert!(glob_matches("*", ""));
+    }
+
+    #[test]
+    fn identity_refusals_name_the_allowlist_and_accept_what_it_allows() {
+        let policy =
+            |spec: serde_json::Value| -> AccessPolicySpec { serde_json::from_value(spec).unwrap() };
+        let trust: FederatedTrustSpec = serde_json::from_value(serde_json::json!({
+            "oidc": { "allowedAudiences": ["vault", "https://*.snowflakecomputing.com"] }
+        }))
+        .unwrap();
+        let oidc = |audience: &str| {
+            policy(serde_json::json!({
+                "trustRef": {"name": "t"}, "serviceAccounts": ["a"], "oidc": {"audience": audience}
+            }))
+        };
+        assert_eq!(identity_refusal(&oidc("vault"), "t", &trust), None);
+        assert_eq!(
+            identity_refusal(&oidc("https://x.snowflakecomputing.com"), "t", &trust),
+            None
+        );
+        let refusal = identity_refusal(&oidc("sts.amazonaws.com"), "t", &trust).unwrap();
+        assert!(
+            refusal.contains("sts.amazonaws.com") && refusal.contains("t's allowedAudiences"),
+            "{refusal}"
+        );
+
+        let azure: FederatedTrustSpec = serde_json::from_value(serde_json::json!({
+            "azure": { "tenantId": "x", "allowedIdentities": ["/subscriptions/S/resourceGroups/apps/*"] }
+        }))
+        .unwrap();
+        let identity = |id: &str| {
+            policy(serde_json::json!({
+                "trustRef": {"name": "t"}, "serviceAccounts": ["a"], "azure": {"identity": id}
+            }))
+        };
+        assert_eq!(
+            identity_refusal(
+                &identity("/subscriptions/s/resourcegroups/APPS/x"),
+                "t",
+                &azure
+            ),
+            None,
+            "ARM IDs compare case-insensitively"
+        );
+        assert!(
+            identity_refusal(
+                &identity("/subscriptions/s/resourceGroups/ops/x"),
+                "t",
+                &azure
+            )
+            .is_some()
+        );
+        // A policy for another cloud is the callers' CloudMismatch, not an allowlist refusal.
+        assert_eq!(identity_refusal(&oidc("vault"), "t", &azure), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
 };
 
 use axum::{Json, Router, extract::State, routing::get};
@@ -30,17 +30,22 @@ pub enum VerifyError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
-/// An RS256 token issuer: the signing key, its JWKS and the discovery document.
+/// An RS256 token issuer: the signing key, its JWKS and the discovery document. The key can be
+/// rotated ([`Issuer::rotate`]): new tokens are then signed with a new key id, and the JWKS
+/// serves only the new key (what a cluster does whose old key was dropped).
 pub struct Issuer {
     url: String,
+    key: RwLock<Arc<SigningKey>>,
+}
+
+struct SigningKey {
     kid: String,
     encoding: EncodingKey,
     jwk: Value,
 }
 
-impl Issuer {
-    /// Generates a fresh 2048-bit RSA key for the issuer at `url` (no trailing slash).
-    pub fn generate(url: &str) -> anyhow::Result<Self> {
+impl SigningKey {
+    fn generate() -> anyhow::Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
         let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())?;
         let (n, e) = rsa_public_components(key.public_key_raw())?;
@@ -50,11 +55,16 @@ impl Issuer {
             "use": "sig", "kty": "RSA", "kid": kid, "alg": "RS256",
             "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
         });
+        Ok(Self { kid, encoding, jwk })
+    }
+}
+
+impl Issuer {
+    /// Generates a fresh 2048-bit RSA key for the issuer at `url` (no trailing slash).
+    pub fn generate(url: &str) -> anyhow::Result<Self> {
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
-            kid,
-            encoding,
-            jwk,
+            key: RwLock::new(Arc::new(SigningKey::generate()?)),
         })
     }
 
@@ -62,9 +72,27 @@ impl Issuer {
         &self.url
     }
 
+    fn current(&self) -> Arc<SigningKey> {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The key id new tokens carry.
+    pub fn kid(&self) -> String {
+        self.current().kid.clone()
+    }
+
+    /// Replaces the signing key with a fresh one and returns its key id. Tokens signed before
+    /// stay valid only where the old JWKS is still served (a cache, a published copy).
+    pub fn rotate(&self) -> anyhow::Result<String> {
+        let key = Arc::new(SigningKey::generate()?);
+        let kid = key.kid.clone();
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(kid)
+    }
+
     /// The JWKS served at `/openid/v1/jwks`.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.jwk] })
+        json!({ "keys": [self.current().jwk] })
     }
 
     /// The document served at `/.well-known/openid-configuration`, in kube-apiserver's shape.
@@ -80,9 +108,10 @@ impl Issuer {
 
     /// Signs `claims` as an RS256 JWT with this issuer's key id.
     pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
+        let key = self.current();
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
     }
 }
 
@@ -170,20 +199,71 @@ pub fn verify_with_jwks(token: &str, jwks: &Value, issuer: &str) -> Result<Value
     Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
 }
 
+/// Where to fetch an issuer's discovery document and JWKS instead of at the issuer URL itself:
+/// issuer URL -> base URL, as a CDN or a DNS name in front of a bucket would make it (the
+/// issuer `https://oidc.example.com/c1` served from `https://127.0.0.1:PORT/bucket/c1`). The
+/// discovery document fetched from the base must still name the token's issuer. Cheap to clone;
+/// clones share the map, so one map given to several fakes redirects them all.
+#[derive(Clone, Debug, Default)]
+pub struct IssuerRedirects(Arc<RwLock<HashMap<String, String>>>);
+
+impl IssuerRedirects {
+    /// From now on, fetch the keys of `issuer` from `base_url` (`{base_url}/.well-known/...`).
+    pub fn set(&self, issuer: &str, base_url: &str) {
+        self.write().insert(
+            issuer.trim_end_matches('/').to_owned(),
+            base_url.trim_end_matches('/').to_owned(),
+        );
+    }
+
+    /// Fetches the keys of `issuer` from the issuer URL again.
+    pub fn remove(&self, issuer: &str) {
+        self.write().remove(issuer.trim_end_matches('/'));
+    }
+
+    /// The base URL the keys of `issuer` are fetched from, when redirected.
+    pub fn get(&self, issuer: &str) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(issuer.trim_end_matches('/'))
+            .cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Verifies tokens the way a cloud does: discover the issuer's JWKS over HTTPS, cache it, check
-/// the token against it. Only issuers in the trusted list (or any, when the list is empty) are
-/// fetched, so a fake never dereferences an arbitrary URL from a token.
+/// the token against it, and fetch it again when a token names a key id the cached JWKS lacks
+/// (AWS, Entra and Google STS all do so after a key rotation). Only issuers in the trusted list
+/// (or any, when the list is empty) are fetched, so a fake never dereferences an arbitrary URL
+/// from a token. [`IssuerRedirects`] send the fetches for an issuer elsewhere.
 pub struct JwksVerifier {
     client: reqwest::Client,
-    cache: Mutex<HashMap<String, Value>>,
+    redirects: IssuerRedirects,
+    /// JWKS by (issuer, base URL fetched from): a changed redirect never reuses the old keys.
+    cache: Mutex<HashMap<(String, String), Value>>,
 }
 
 impl JwksVerifier {
     pub fn new(client: reqwest::Client) -> Self {
+        Self::with_redirects(client, IssuerRedirects::default())
+    }
+
+    /// A verifier that fetches keys where `redirects` say.
+    pub fn with_redirects(client: reqwest::Client, redirects: IssuerRedirects) -> Self {
         Self {
             client,
+            redirects,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The redirects this verifier follows (shared with whoever gave them).
+    pub fn redirects(&self) -> &IssuerRedirects {
+        &self.redirects
     }
 
     /// Verifies `token`, whose `iss` must be `expected_issuer` (exact match, as AWS and Entra do).
@@ -208,11 +288,14 @@ impl JwksVerifier {
     }
 
     async fn jwks(&self, issuer: &str, refresh: bool) -> Result<Value, VerifyError> {
-        if !refresh && let Some(jwks) = self.lock().get(issuer) {
+        let redirect = self.redirects.get(issuer);
+        let key = (issuer.to_owned(), redirect.clone().unwrap_or_default());
+        if !refresh && let Some(jwks) = self.lock().get(&key) {
             return Ok(jwks.clone());
         }
-        let jwks = match ClusterKeys::config_for(issuer) {
-            Some(config) => {
+        let jwks = match (ClusterKeys::config_for(issuer), redirect) {
+            (_, Some(base)) => self.jwks_from(issuer, &base).await?,
+            (Some(config), None) => {
                 get_through_cluster(
                     &config,
                     JWKS_PATH,
@@ -220,27 +303,44 @@ impl JwksVerifier {
                 )
                 .await?
             }
-            None => self.jwks_from_issuer(issuer).await?,
+            (None, None) => self.jwks_from(issuer, issuer).await?,
         };
-        self.lock().insert(issuer.to_owned(), jwks.clone());
+        self.lock().insert(key, jwks.clone());
         Ok(jwks)
     }
 
-    /// OpenID Connect discovery at the issuer's URL, then its `jwks_uri`.
-    async fn jwks_from_issuer(&self, issuer: &str) -> Result<Value, VerifyError> {
-        let discovery_url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
+    /// OpenID Connect discovery at `base` (the issuer's URL unless redirected), then its
+    /// `jwks_uri`. The document must name `issuer`, as the clouds require.
+    async fn jwks_from(&self, issuer: &str, base: &str) -> Result<Value, VerifyError> {
+        let discovery_url = format!("{}{DISCOVERY_PATH}", base.trim_end_matches('/'));
         let discovery = self.get_json(&discovery_url).await?;
+        let fail = |reason: String| VerifyError::Discovery {
+            url: discovery_url.clone(),
+            reason,
+        };
+        let named = discovery
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if named.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(fail(format!(
+                "the document names issuer {named:?}, not the token's {issuer:?}"
+            )));
+        }
         let jwks_uri = discovery
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| VerifyError::Discovery {
-                url: discovery_url.clone(),
-                reason: "no jwks_uri".into(),
-            })?
+            .ok_or_else(|| fail("no jwks_uri".into()))?
             .to_owned();
+        // A redirect stands for everything under the issuer's URL (a CDN in front of the
+        // bucket): a `jwks_uri` there is fetched from the base too.
+        let issuer_prefix = issuer.trim_end_matches('/');
+        let jwks_uri = match jwks_uri.strip_prefix(issuer_prefix) {
+            Some(rest) if base.trim_end_matches('/') != issuer_prefix && rest.starts_with('/') => {
+                format!("{}{rest}", base.trim_end_matches('/'))
+            }
+            _ => jwks_uri,
+        };
         self.get_json(&jwks_uri).await
     }
 
@@ -258,10 +358,12 @@ impl JwksVerifier {
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
-        response.json().await.map_err(|e| fail(e.to_string()))
+        // Buckets serve what they were given; parse whatever the content type says.
+        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Value>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Value>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -342,6 +342,25 @@ impl AnyApiServer {
         }
     }
 
+    /// Rotates the service-account signing key (see
+    /// [`crate::apiserver::ApiServer::rotate_signing_key`]); only the emulator can. The real
+    /// kube-apiserver reads `--service-account-signing-key-file` at start, and a cluster the
+    /// stack does not run is not the stack's to change.
+    pub fn rotate_signing_key(&self) -> anyhow::Result<String> {
+        match self {
+            Self::Emulated(server) => server.rotate_signing_key(),
+            Self::Real(_) => anyhow::bail!(
+                "the real kube-apiserver cannot rotate its service-account signing key while it \
+                 runs (it reads its key files at start)"
+            ),
+            Self::External(_) => {
+                anyhow::bail!(
+                    "the stack cannot rotate the signing key of a cluster it does not run"
+                )
+            }
+        }
+    }
+
     /// The emulator, when this is one (for fault injection and other test hooks).
     pub fn emulator(&self) -> Option<&crate::apiserver::ApiServer> {
         match self {

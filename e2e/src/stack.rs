@@ -1,8 +1,13 @@
 //! The whole local stack in one call: one CA, the Kubernetes API emulator (or the real
 //! kube-apiserver, `StackConfig::apiserver`, or no API server but a cluster's kubeconfig,
 //! `StackConfig::kubeconfig`), AWS (moto behind
-//! the IAM and STS fronts), and the GCP and Azure fakes, seeded with the accounts the samples in
-//! `config/samples/` name. Used by `passport-stack` (`make stack`, `make demo`) and by tests.
+//! the IAM, STS and S3 fronts), and the GCP and Azure fakes (with Cloud Storage and Blob
+//! Storage), seeded with the accounts the samples in `config/samples/` name. Used by
+//! `passport-stack` (`make stack`, `make demo`) and by tests.
+//!
+//! The token-exchange fakes (AWS STS, Google STS, Entra) share one [`IssuerRedirects`]:
+//! [`Stack::resolve_issuer_at`] makes all three fetch an issuer's keys from another base URL,
+//! such as the bucket an issuer's documents were published to.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -14,6 +19,7 @@ use crate::{
     azure::{AzureFake, AzureOptions, IdentitySeed},
     cluster::ExternalCluster,
     gcp::{GcpFake, GcpOptions},
+    oidc::IssuerRedirects,
     realapi::{self, AnyApiServer, RealApiServer},
     tls::Ca,
 };
@@ -36,6 +42,9 @@ pub const AZURE_CLIENT_ID: &str = "6c2a5d7e-1f3b-4a8c-9d0e-2b4f6a8c0e1d";
 /// `stack.env` as `AZURE_CLIENT_ID` / `AZURE_CLIENT_SECRET`.
 pub const AZURE_OPERATOR_CLIENT_ID: &str = "9a1f3c5e-7b2d-4e6f-8a0c-1d3e5f7a9b2c";
 pub const AZURE_OPERATOR_CLIENT_SECRET: &str = "passport-operator-stack-secret";
+/// The Blob Storage account the Azure fake serves (`https://passportdev.blob.core.windows.net`
+/// stands for `{PASSPORT_AZURE_BLOB_ENDPOINT}/passportdev`).
+pub const AZURE_STORAGE_ACCOUNT: &str = "passportdev";
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -73,6 +82,7 @@ pub struct Stack {
     pub aws: Option<Aws>,
     pub gcp: GcpFake,
     pub azure: AzureFake,
+    issuer_redirects: IssuerRedirects,
 }
 
 impl Stack {
@@ -107,8 +117,17 @@ impl Stack {
                 .context("starting the real kube-apiserver")?,
             ),
         };
+        let issuer_redirects = IssuerRedirects::default();
         let aws = if config.aws {
-            Some(Aws::start(&ca).await.context("starting the AWS emulator")?)
+            let options = aws::Options {
+                issuer_redirects: issuer_redirects.clone(),
+                ..aws::Options::default()
+            };
+            Some(
+                Aws::start_with(&ca, options)
+                    .await
+                    .context("starting the AWS emulator")?,
+            )
         } else {
             None
         };
@@ -116,7 +135,8 @@ impl Stack {
             GcpOptions::new(ca.clone())
                 .project(GCP_PROJECT_ID, GCP_PROJECT_NUMBER)
                 .service_account(GCP_SERVICE_ACCOUNT)
-                .service_account(GCP_OPERATOR_SERVICE_ACCOUNT),
+                .service_account(GCP_OPERATOR_SERVICE_ACCOUNT)
+                .issuer_redirects(issuer_redirects.clone()),
         )
         .await
         .context("starting the GCP emulator")?;
@@ -128,13 +148,17 @@ impl Stack {
         );
         identity.client_id = AZURE_CLIENT_ID.to_owned();
         let azure = AzureFake::start(
-            AzureOptions::new(ca.clone())
-                .identity(identity)
-                .service_principal(
-                    AZURE_TENANT_ID,
-                    AZURE_OPERATOR_CLIENT_ID,
-                    AZURE_OPERATOR_CLIENT_SECRET,
-                ),
+            AzureOptions {
+                issuer_redirects: issuer_redirects.clone(),
+                ..AzureOptions::new(ca.clone())
+            }
+            .identity(identity)
+            .storage_account(AZURE_STORAGE_ACCOUNT)
+            .service_principal(
+                AZURE_TENANT_ID,
+                AZURE_OPERATOR_CLIENT_ID,
+                AZURE_OPERATOR_CLIENT_SECRET,
+            ),
         )
         .await
         .context("starting the Azure emulator")?;
@@ -144,6 +168,7 @@ impl Stack {
             aws,
             gcp,
             azure,
+            issuer_redirects,
         };
         // Google application default credentials for Passport: a key of its own service
         // account, which google-cloud-auth turns into self-signed JWTs the fake verifies.
@@ -165,6 +190,26 @@ impl Stack {
         std::fs::write(&env_file, stack.env_file())
             .with_context(|| format!("writing {}", env_file.display()))?;
         Ok(stack)
+    }
+
+    /// From now on the AWS STS front, Google STS and Entra fetch the keys of `issuer` from
+    /// `base_url`: discovery at `{base_url}/.well-known/openid-configuration`, then that
+    /// document's `jwks_uri`. The document must still name `issuer`. What a CDN or a DNS name in
+    /// front of a bucket does for a published issuer (e.g. `base_url` =
+    /// `{AWS_ENDPOINT_URL_S3}/{bucket}`).
+    pub fn resolve_issuer_at(&self, issuer: &str, base_url: &str) {
+        self.issuer_redirects.set(issuer, base_url);
+    }
+
+    /// The redirects [`Self::resolve_issuer_at`] sets, shared by the three fakes.
+    pub fn issuer_redirects(&self) -> &IssuerRedirects {
+        &self.issuer_redirects
+    }
+
+    /// Rotates the API server's service-account signing key (emulator only; see
+    /// [`AnyApiServer::rotate_signing_key`]) and returns the new key id.
+    pub fn rotate_signing_key(&self) -> anyhow::Result<String> {
+        self.apiserver.rotate_signing_key()
     }
 
     /// The folder holding the kubeconfig, the CA and `stack.env`.
@@ -195,6 +240,8 @@ impl Stack {
             env.extend([
                 ("AWS_ENDPOINT_URL_IAM", aws.iam_https_url()),
                 ("AWS_ENDPOINT_URL_STS", aws.sts_https_url()),
+                // Path-style only (`force_path_style` / `AWS_S3_FORCE_PATH_STYLE`).
+                ("AWS_ENDPOINT_URL_S3", aws.s3_https_url()),
                 ("PASSPORT_STACK_MOTO", aws.moto_url().to_owned()),
                 ("AWS_ACCOUNT_ID", aws::ACCOUNT_ID.to_owned()),
                 // What aws-config's default chain reads: moto accepts any static key.
@@ -236,6 +283,14 @@ impl Stack {
                 AZURE_OPERATOR_CLIENT_SECRET.to_owned(),
             ),
             ("PASSPORT_AZURE_ARM_ENDPOINT", self.azure.arm_url()),
+            // Cloud Storage, as Google's storage clients take an emulator.
+            ("STORAGE_EMULATOR_HOST", self.gcp.storage_url()),
+            // Blob Storage, path-style: `{endpoint}/{account}/{container}/{blob}`.
+            ("PASSPORT_AZURE_BLOB_ENDPOINT", self.azure.blob_url()),
+            (
+                "PASSPORT_AZURE_STORAGE_ACCOUNT",
+                AZURE_STORAGE_ACCOUNT.to_owned(),
+            ),
             // What Passport's webhook writes into pods: the stack's Google STS, IAM Credentials
             // and Entra endpoints.
             ("PASSPORT_POD_GCP_TOKEN_URL", gcp.sts_token.clone()),

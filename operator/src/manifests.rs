@@ -1,15 +1,17 @@
 //! Kubernetes manifests read from YAML files, by kind, for the offline commands (`passport plan`,
 //! `passport mutate`): FederatedTrusts, AccessPolicies, and the Namespaces and ServiceAccounts
-//! they use.
+//! they use; for `passport mutate`, also the keys (never the values) of ConfigMaps and Secrets
+//! that pods read through `envFrom`.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use passport_crds::{AccessPolicy, FederatedTrust};
+use passport_webhook::EnvSources;
 use serde::Deserialize;
 
 /// The label the API server puts on every namespace, with its name.
@@ -22,6 +24,42 @@ pub struct Manifests {
     pub policies: Vec<AccessPolicy>,
     pub namespaces: Vec<Namespace>,
     pub service_accounts: Vec<ServiceAccount>,
+    /// Keys of ConfigMaps and Secrets, by namespace.
+    pub env_sources: BTreeMap<String, EnvSources>,
+}
+
+/// A ConfigMap or Secret as far as `envFrom` goes: its name and keys.
+#[derive(Deserialize)]
+struct KeysOnly {
+    metadata: NameOnly,
+    #[serde(default)]
+    data: BTreeMap<String, serde::de::IgnoredAny>,
+    #[serde(default, rename = "binaryData")]
+    binary_data: BTreeMap<String, serde::de::IgnoredAny>,
+    #[serde(default, rename = "stringData")]
+    string_data: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    name: String,
+    namespace: Option<String>,
+}
+
+impl KeysOnly {
+    fn into_parts(self) -> (String, String, BTreeSet<String>) {
+        let keys = self
+            .data
+            .into_keys()
+            .chain(self.binary_data.into_keys())
+            .chain(self.string_data.into_keys())
+            .collect();
+        let namespace = self
+            .metadata
+            .namespace
+            .unwrap_or_else(|| "default".to_owned());
+        (namespace, self.metadata.name, keys)
+    }
 }
 
 #[derive(Deserialize)]
@@ -32,7 +70,8 @@ struct TypeMeta {
 
 impl Manifests {
     /// Reads every YAML document of `paths` (files, or folders of `*.yaml`/`*.yml`); kinds other
-    /// than FederatedTrust, AccessPolicy, Namespace and ServiceAccount are skipped.
+    /// than FederatedTrust, AccessPolicy, Namespace, ServiceAccount, ConfigMap and Secret are
+    /// skipped.
     pub fn read(paths: &[PathBuf]) -> anyhow::Result<Self> {
         let mut manifests = Self::default();
         for path in paths {
@@ -60,6 +99,17 @@ impl Manifests {
                 "AccessPolicy" => self.policies.push(serde_yaml::from_value(value)?),
                 "Namespace" => self.namespaces.push(serde_yaml::from_value(value)?),
                 "ServiceAccount" => self.service_accounts.push(serde_yaml::from_value(value)?),
+                "ConfigMap" | "Secret" => {
+                    let (namespace, name, keys) =
+                        serde_yaml::from_value::<KeysOnly>(value)?.into_parts();
+                    let sources = self.env_sources.entry(namespace).or_default();
+                    let by_name = if kind == "ConfigMap" {
+                        &mut sources.config_maps
+                    } else {
+                        &mut sources.secrets
+                    };
+                    by_name.insert(name, keys);
+                }
                 _ => {}
             }
         }

@@ -27,12 +27,16 @@ impl BindingsSource for ManifestBindings<'_> {
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
             .map(|policy| {
-                let trust = self.manifests.trust(&policy.spec.trust_ref.name).cloned();
+                let trust = self
+                    .manifests
+                    .trust(&policy.spec.trust_ref.name)
+                    .cloned()
+                    .map(Arc::new);
                 let admits = trust.as_ref().is_some_and(|t| {
                     matching::optional_selector_matches(t.spec.namespace_selector.as_ref(), &labels)
                 });
                 PolicyBinding {
-                    policy: policy.clone(),
+                    policy: Arc::new(policy.clone()),
                     trust,
                     trust_admits_namespace: admits,
                 }
@@ -48,6 +52,12 @@ impl BindingsSource for ManifestBindings<'_> {
             })
             .and_then(|sa| sa.metadata.annotations.clone())
             .unwrap_or_else(BTreeMap::new);
+        bindings.env_sources = self
+            .manifests
+            .env_sources
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default();
         bindings
     }
 }
@@ -159,5 +169,40 @@ mod tests {
         let response = serde_json::to_value(&reviewed.review).unwrap();
         assert!(response["response"].get("patch").is_none(), "{response}");
         assert!(explain(&reviewed).contains("admitted without credentials"));
+    }
+
+    #[test]
+    fn keys_from_configmaps_and_secrets_in_the_objects_are_never_shadowed() {
+        let mut manifests = manifests();
+        manifests
+            .add(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: aws-env, namespace: payments}\ndata: {AWS_ROLE_ARN: 'arn:aws:iam::1:role/own', LOG: x}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: payments}\nstringData: {AWS_REGION: eu-west-1}\n",
+            )
+            .unwrap();
+        let sources = &manifests.env_sources["payments"];
+        assert!(sources.config_maps["aws-env"].contains("AWS_ROLE_ARN"));
+        assert!(sources.secrets["creds"].contains("AWS_REGION"));
+        let source = ManifestBindings {
+            manifests: &manifests,
+            config: Arc::new(Config::new("prod")),
+            now: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+        };
+        let review = REVIEW.replace(
+            r#""image":"registry.example.com/payments/api:1"}"#,
+            r#""image":"registry.example.com/payments/api:1","envFrom":[{"configMapRef":{"name":"aws-env"}},{"secretRef":{"name":"creds"}}]}"#,
+        );
+        assert_ne!(review, REVIEW);
+        let reviewed = passport_webhook::review(review.as_bytes(), &source).unwrap();
+        let patch = String::from_utf8(reviewed.review.response.unwrap().patch.unwrap()).unwrap();
+        for name in ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION"] {
+            assert!(
+                !patch.contains(&format!("\"name\":\"{name}\"")),
+                "{name} comes from envFrom: {patch}"
+            );
+        }
+        assert!(
+            patch.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+            "the other cloud is still injected: {patch}"
+        );
     }
 }

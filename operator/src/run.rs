@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt as _,
-    runtime::{Controller, reflector::ObjectRef, watcher},
+    runtime::{Controller, WatchStreamExt as _, reflector::ObjectRef, watcher},
 };
 use passport_crds::{AccessPolicy, FederatedTrust};
 use tokio::sync::watch;
@@ -70,6 +70,20 @@ pub struct RunArgs {
     /// Verify every AccessPolicy with a token exchange, whatever its `spec.verify`.
     #[arg(long, env = "PASSPORT_VERIFY_ALL")]
     pub verify_all: bool,
+    /// Seconds a key the cluster dropped stays in a published issuer's JWKS (`spec.issuer.
+    /// publish`). Default: the longest token lifetime of the trust's AccessPolicies plus
+    /// `--issuer-key-margin-seconds`. Set it when tokens outlive what the policies say (tokens
+    /// requested outside Passport), or shorter in a drill.
+    #[arg(long, env = "PASSPORT_ISSUER_KEY_OVERLAP_SECONDS")]
+    pub issuer_key_overlap_seconds: Option<u64>,
+    /// Added to the longest token lifetime for the key overlap: clock skew, CDN caches and
+    /// the clouds' own JWKS caches.
+    #[arg(
+        long,
+        env = "PASSPORT_ISSUER_KEY_MARGIN_SECONDS",
+        default_value_t = 900
+    )]
+    pub issuer_key_margin_seconds: u64,
     /// Campaign for the Lease before reconciling (turn off only for a single replica).
     #[arg(long, env = "PASSPORT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -153,6 +167,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             trust_policy_quota: args.cloud.aws_trust_policy_quota,
             verify_all: args.verify_all,
+            issuer_key_overlap: args.issuer_key_overlap_seconds.map(Duration::from_secs),
+            issuer_key_margin: Duration::from_secs(args.issuer_key_margin_seconds),
         },
         http.clone(),
         ClusterIssuer::new(client.clone(), Duration::from_secs(30)),
@@ -265,6 +281,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A controller over every `K` whose store keeps no `managedFields`: nothing here reads them,
+/// and for a resource whose status Passport writes they are a tree of JSON values several times
+/// the size of the spec (kube-runtime's documented pruning, `Controller::for_stream`).
+fn pruned<K>(api: Api<K>) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let objects = watcher(api, watcher::Config::default())
+        .modify(|object| object.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(objects, reader)
+}
+
 /// Both controllers, until `shutdown` resolves.
 async fn controllers(
     client: Client,
@@ -275,7 +312,7 @@ async fn controllers(
     let trusts: Api<FederatedTrust> = Api::all(client.clone());
     let policies: Api<AccessPolicy> = Api::all(client.clone());
     let config = || kube::runtime::controller::Config::default().concurrency(concurrency);
-    let trust_controller = Controller::new(trusts.clone(), watcher::Config::default())
+    let trust_controller = pruned(trusts.clone())
         .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(
@@ -288,8 +325,7 @@ async fn controllers(
                 tracing::debug!(%error, "FederatedTrust controller");
             }
         });
-    let policy_controller =
-        Controller::new(policies, watcher::Config::default()).with_config(config());
+    let policy_controller = pruned(policies).with_config(config());
     let store = policy_controller.store();
     let by_namespace = store.clone();
     let policy_controller = policy_controller
@@ -349,6 +385,22 @@ async fn clouds(config: &CloudConfig, calls: &Calls) -> anyhow::Result<Clouds> {
         Ok(azure) => clouds.credentials = Some(Arc::new(azure)),
         Err(error) => tracing::info!("Azure is off: {error:#}"),
     }
+    // The issuer stores, with the same credential chains. S3 gets its own SDK configuration:
+    // the IAM endpoint override must not reach it (AWS_ENDPOINT_URL_S3 does, through the chain).
+    let s3 = crate::cloud::aws::sdk_config(config, None).await?;
+    let google = google_cloud_auth::credentials::Builder::default()
+        .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+        .build()
+        .ok()
+        .filter(|_| clouds.pools.is_some());
+    let azure = crate::cloud::azure::Credentials::from_env().ok();
+    clouds.stores = Some(Arc::new(crate::cloud::store::Stores::new(
+        config,
+        calls,
+        Some(s3),
+        google,
+        azure,
+    )?));
     Ok(clouds)
 }
 

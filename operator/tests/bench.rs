@@ -66,17 +66,6 @@ fn scale() -> Scale {
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn converge_policies_and_hold_a_steady_state() {
     let scale = scale();
@@ -181,7 +170,8 @@ async fn converge_policies_and_hold_a_steady_state() {
         tokio::time::sleep(Duration::from_secs(resync + resync / 2)).await;
         let steady_writes = h.calls("aws", "write").await - writes_before;
         let steady_reads = h.calls("aws", "read").await - reads_before;
-        let rss = h.operator_pid().and_then(peak_rss_kib);
+        let pid = h.operator_pid();
+        let field = |name: &str| pid.and_then(|pid| webhook::proc_status_kib(pid, name));
         runs.push(json!({
             "policies": count,
             "convergeSeconds": converge_seconds,
@@ -189,7 +179,11 @@ async fn converge_policies_and_hold_a_steady_state() {
             "callsPerPolicy": calls as f64 / count as f64,
             "steadyStateResyncWrites": steady_writes,
             "steadyStateResyncReads": steady_reads,
-            "peakRssMiB": rss.map(|kib| kib as f64 / 1024.0),
+            "peakRssMiB": webhook::mib(field("VmHWM:")),
+            // Where the resident memory is now: the heap and stacks, and the binary's own
+            // pages (file-backed, shared with any other process of the same binary).
+            "rssAnonMiB": webhook::mib(field("RssAnon:")),
+            "rssFileMiB": webhook::mib(field("RssFile:")),
         }));
     }
     let result = json!({

@@ -44,12 +44,14 @@ impl Bindings {
     }
 }
 
-/// One AccessPolicy and what its trust says about the namespace.
+/// One AccessPolicy and what its trust says about the namespace. Shared (`Arc`) with the
+/// caller's stores: a pod's bindings are built on every admission, and copying the policies
+/// and trusts was most of an admission's cost.
 #[derive(Clone, Debug)]
 pub struct PolicyBinding {
-    pub policy: AccessPolicy,
+    pub policy: Arc<AccessPolicy>,
     /// The FederatedTrust named by `spec.trustRef`; None when it does not exist.
-    pub trust: Option<FederatedTrust>,
+    pub trust: Option<Arc<FederatedTrust>>,
     /// Whether the trust's `namespaceSelector` selects the pod's namespace (the caller holds the
     /// Namespace's labels; absent selector = no namespace, `{}` = every namespace).
     pub trust_admits_namespace: bool,

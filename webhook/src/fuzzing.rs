@@ -55,9 +55,13 @@ fn build_bindings() -> Bindings {
         policy.metadata.namespace = Some("payments".to_owned());
         let trust_name = &policy.spec.trust_ref.name;
         bindings.policies.push(PolicyBinding {
-            trust: trusts.iter().find(|t| t.name_any() == *trust_name).cloned(),
+            trust: trusts
+                .iter()
+                .find(|t| t.name_any() == *trust_name)
+                .cloned()
+                .map(Arc::new),
             trust_admits_namespace: policy.name_any() != "outside",
-            policy,
+            policy: Arc::new(policy),
         });
     }
     let annotations = [

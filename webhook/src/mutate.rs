@@ -163,11 +163,25 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
                 "FederatedTrust {trust_name}'s namespaceSelector does not select namespace {ns}: not injected"));
             continue;
         }
+        // The controllers refuse such a policy before any cloud call; injecting its identity
+        // anyway would hand the pod env that names a role, service account, identity or
+        // audience the cluster admin did not allow.
+        if let Some(message) =
+            passport_crds::matching::identity_refusal(&binding.policy.spec, trust_name, &trust.spec)
+        {
+            trace.push(
+                StepKind::Trust,
+                p,
+                Outcome::Fail,
+                format!("{message}: not injected"),
+            );
+            continue;
+        }
         trace.push(
             StepKind::Trust,
             p,
             Outcome::Pass,
-            format!("FederatedTrust {trust_name} admits namespace {ns}"),
+            format!("FederatedTrust {trust_name} admits namespace {ns} and allows the identity"),
         );
 
         let results = binding

@@ -557,3 +557,51 @@ fn the_eks_skip_list_also_applies_to_an_aws_access_policy() {
         "istio-proxy is skipped for AWS"
     );
 }
+
+#[test]
+fn an_identity_outside_the_trusts_allowlists_is_never_injected() {
+    let pod = api_pod(serde_json::json!([{ "name": "app" }]));
+    let injected = |policy: AccessPolicy| {
+        let b = world().policy(policy).bindings();
+        let m = passport_webhook::mutate(&pod, &b).unwrap();
+        (m.applied.clone(), env_of(&m.pod, 0), m.trace.to_string())
+    };
+
+    let allowed = "arn:aws:iam::111122223333:role/payments-reader";
+    let (applied, env, _) = injected(AccessPolicy::test("api").for_sa("api").aws_arn(allowed));
+    assert_eq!(applied, ["payments/api"]);
+    assert!(
+        env.contains(&("AWS_ROLE_ARN".to_owned(), allowed.to_owned())),
+        "{env:?}"
+    );
+
+    for (policy, allowlist) in [
+        (
+            AccessPolicy::test("api")
+                .for_sa("api")
+                .aws_arn("arn:aws:iam::999999999999:role/admin"),
+            "allowedRoleArns",
+        ),
+        (
+            AccessPolicy::test("api")
+                .for_sa("api")
+                .gcp_sa("owner@another-project.iam.gserviceaccount.com"),
+            "allowedServiceAccounts",
+        ),
+        (
+            AccessPolicy::test("api").for_sa("api").azure(
+                "/subscriptions/other/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i",
+                Some("11111111-2222-3333-4444-555555555555"),
+            ),
+            "allowedIdentities",
+        ),
+    ] {
+        let (applied, env, trace) = injected(policy);
+        assert!(applied.is_empty(), "{allowlist}: {applied:?}");
+        assert!(env.is_empty(), "{allowlist}: {env:?}");
+        assert!(
+            trace.contains(allowlist) && trace.contains("not injected"),
+            "the trace names {allowlist}: {trace}"
+        );
+    }
+}

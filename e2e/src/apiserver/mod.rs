@@ -195,6 +195,10 @@ impl ApiServer {
         });
         let router = injected::wrap(
             Router::new()
+                .route(
+                    ROTATE_SIGNING_KEY_PATH,
+                    axum::routing::post(rotate_signing_key),
+                )
                 .fallback(handlers::dispatch)
                 .with_state(shared.clone()),
             config.faults.clone(),
@@ -301,6 +305,15 @@ impl ApiServer {
         serde_yaml::to_string(&config).unwrap_or_default()
     }
 
+    /// Rotates the service-account signing key and returns the new key id: tokens issued from
+    /// now on carry it, and `/openid/v1/jwks` serves only the new key (the old one is dropped
+    /// at once, the harsh case for anyone who cached or published the old JWKS). Also
+    /// `POST /_signing-key/rotate`. The real kube-apiserver reads its keys at start and cannot
+    /// do this while it runs.
+    pub fn rotate_signing_key(&self) -> anyhow::Result<String> {
+        self.issuer().rotate()
+    }
+
     /// Ends every open watch; with `compact`, resumed watches get 410 Expired (see
     /// `Store::disconnect_watches`). For failure drills.
     pub fn disconnect_watches(&self, compact: bool) {
@@ -310,6 +323,24 @@ impl ApiServer {
     /// Stops serving (also done on drop).
     pub fn stop(&self) {
         self.server.stop();
+    }
+}
+
+/// Test-only, absent from kube-apiserver: `POST` rotates the signing key (see
+/// [`ApiServer::rotate_signing_key`]) and answers `{"kid": "<new key id>"}`.
+pub const ROTATE_SIGNING_KEY_PATH: &str = "/_signing-key/rotate";
+
+async fn rotate_signing_key(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let rotated = match shared.issuer.get() {
+        Some(issuer) => issuer.rotate().map_err(|e| e.to_string()),
+        None => Err("the issuer is not ready".to_owned()),
+    };
+    match rotated {
+        Ok(kid) => axum::Json(serde_json::json!({ "kid": kid })).into_response(),
+        Err(e) => ApiError::internal(format!("rotating the signing key: {e}")).into_response(),
     }
 }
 

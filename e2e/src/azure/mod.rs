@@ -13,10 +13,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Blob Storage is served on a port of its own ([`AzureFake::blob_url`], see `blob.rs`), for
+//! the storage accounts named in [`AzureOptions::storage_accounts`].
+//!
 //! Test-only extras: `GET /_whoami` (ARM bearer auth) says which principal a token stands for;
 //! `POST|DELETE /_faults` queues injected failures (see `crate::faults`).
 
 mod arm;
+mod blob;
 mod entra;
 mod fault_shape;
 pub mod spec;
@@ -35,11 +39,12 @@ use axum::{
 };
 use serde_json::{Map, Value};
 
+pub use blob::STORAGE_SCOPE;
 pub use state::{MAX_FICS_PER_IDENTITY, ServicePrincipal};
 
 use crate::{
     faults::{self, Faults},
-    oidc::{Issuer, JwksVerifier},
+    oidc::{Issuer, IssuerRedirects, JwksVerifier},
     serve::Server,
     tls::SharedCa,
 };
@@ -117,7 +122,13 @@ pub struct AzureOptions {
     pub fic_propagation: Duration,
     /// The client used to fetch issuers' JWKS; defaults to one trusting only `ca`.
     pub jwks_client: Option<reqwest::Client>,
+    /// Where the token endpoint fetches some assertion issuers' keys instead of at their URL.
+    pub issuer_redirects: IssuerRedirects,
+    /// Blob Storage accounts that exist (the part before `.blob.core.windows.net`).
+    pub storage_accounts: Vec<String>,
     pub faults: Faults,
+    /// Faults for Blob Storage, answered in Storage's XML error shape.
+    pub blob_faults: Faults,
 }
 
 impl AzureOptions {
@@ -131,8 +142,17 @@ impl AzureOptions {
             fic_write_time: DEFAULT_FIC_WRITE_TIME,
             fic_propagation: Duration::ZERO,
             jwks_client: None,
+            issuer_redirects: IssuerRedirects::default(),
+            storage_accounts: Vec::new(),
             faults: Faults::default(),
+            blob_faults: Faults::default(),
         }
+    }
+
+    /// Adds a Blob Storage account.
+    pub fn storage_account(mut self, name: &str) -> Self {
+        self.storage_accounts.push(name.to_owned());
+        self
     }
 
     pub fn identity(mut self, seed: IdentitySeed) -> Self {
@@ -213,6 +233,7 @@ struct Shared {
     /// Signs the access tokens Entra hands out; ARM verifies them against its JWKS.
     signer: Issuer,
     verifier: JwksVerifier,
+    blobs: Mutex<blob::Accounts>,
     static_token: Option<String>,
     fic_write_time: Duration,
     /// The api-versions the embedded swagger documents declare.
@@ -225,6 +246,10 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Store> {
         // A poisoned lock only means a handler panicked mid-request; the data is still usable.
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn blobs(&self) -> MutexGuard<'_, blob::Accounts> {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `scheme://host:port` the client used to reach us, so links in responses point back at
@@ -257,8 +282,10 @@ impl Shared {
 pub struct AzureFake {
     shared: Arc<Shared>,
     faults: Faults,
+    blob_faults: Faults,
     http: Server,
     https: Server,
+    blob: Server,
 }
 
 impl AzureFake {
@@ -275,7 +302,8 @@ impl AzureFake {
             store: Mutex::new(options.store()?),
             signer: Issuer::generate("https://sts.windows.net")
                 .context("generating the Entra signing key")?,
-            verifier: JwksVerifier::new(jwks_client),
+            verifier: JwksVerifier::with_redirects(jwks_client, options.issuer_redirects.clone()),
+            blobs: Mutex::new(blob::Accounts::new(&options.storage_accounts)),
             static_token: options.static_token.clone(),
             fic_write_time: options.fic_write_time,
             api_versions: documents.into_iter().map(|d| d.version).collect(),
@@ -289,11 +317,19 @@ impl AzureFake {
         let https = Server::https(app, tls).await?;
         // Set once, right after both servers bound; a failure would mean a second start.
         let _ = shared.ports.set((http.addr().port(), https.addr().port()));
+        let blob = Server::https(
+            faults::wrap(blob::router(shared.clone()), options.blob_faults.clone())
+                .layer(axum::middleware::from_fn(blob::reshape_faults)),
+            options.ca.loopback_server_config().await?,
+        )
+        .await?;
         Ok(Self {
             shared,
             faults: options.faults,
+            blob_faults: options.blob_faults,
             http,
             https,
+            blob,
         })
     }
 
@@ -320,6 +356,23 @@ impl AzureFake {
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Blob Storage over HTTPS, path-style: `{blob_url}/{account}/{container}/{blob}` stands for
+    /// `https://{account}.blob.core.windows.net/{container}/{blob}`.
+    pub fn blob_url(&self) -> String {
+        self.blob.url()
+    }
+
+    /// An account's blob endpoint, `{blob_url}/{account}` (what Azure SDKs take as the account
+    /// URL with path-style addressing).
+    pub fn blob_account_url(&self, account: &str) -> String {
+        format!("{}/{account}", self.blob.url())
+    }
+
+    /// Faults for Blob Storage.
+    pub fn blob_faults(&self) -> &Faults {
+        &self.blob_faults
     }
 
     /// The FICs currently on an identity (by resource ID parts), as ARM would list them.

@@ -88,27 +88,32 @@ pub(crate) fn authenticate(store: &Store, call: &Call) -> Result<Option<Principa
             Err(unauthenticated())
         };
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated())?;
-    let key = header
-        .kid
-        .as_ref()
-        .and_then(|kid| store.keys.get(kid))
-        .ok_or_else(unauthenticated)?;
-    let claims =
-        oidc::verify_with_jwks(token, &key.jwks, &key.email).map_err(|_| unauthenticated())?;
+    self_signed(store, token, IAM_AUDIENCES, IAM_SCOPES)
+        .map(Some)
+        .ok_or_else(unauthenticated)
+}
+
+/// The service account behind a JWT self-signed with one of its registered keys (AIP-4111)
+/// for an API: `aud` one of `audiences`, or a `scope` naming one of `scopes`.
+pub(crate) fn self_signed(
+    store: &Store,
+    token: &str,
+    audiences: &[&str],
+    scopes: &[&str],
+) -> Option<Principal> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let key = header.kid.as_ref().and_then(|kid| store.keys.get(kid))?;
+    let claims = oidc::verify_with_jwks(token, &key.jwks, &key.email).ok()?;
     let sub_ok = claims.get("sub").and_then(Value::as_str) == Some(key.email.as_str());
     let aud_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => IAM_AUDIENCES.contains(&aud.as_str()),
+        Some(Value::String(aud)) => audiences.contains(&aud.as_str()),
         _ => false,
     };
     let scope_ok = claims
         .get("scope")
         .and_then(Value::as_str)
-        .is_some_and(|s| s.split_whitespace().any(|s| IAM_SCOPES.contains(&s)));
-    if !sub_ok || !(aud_ok || scope_ok) {
-        return Err(unauthenticated());
-    }
-    Ok(Some(Principal::ServiceAccount {
+        .is_some_and(|s| s.split_whitespace().any(|s| scopes.contains(&s)));
+    (sub_ok && (aud_ok || scope_ok)).then(|| Principal::ServiceAccount {
         email: key.email.clone(),
-    }))
+    })
 }

@@ -9,6 +9,9 @@
 //! - IAM Credentials (`https://iamcredentials.googleapis.com/`):
 //!   `{base}/v1/projects/-/serviceAccounts/{email}:generateAccessToken`
 //!
+//! Cloud Storage (`https://storage.googleapis.com`) is served on a port of its own
+//! ([`GcpFake::storage_url`], see `storage.rs`).
+//!
 //! Test-only additions, absent at Google: `GET /_whoami` (who a Bearer access token stands
 //! for), `POST /_gcp/serviceAccounts` (`{"email": ..., "displayName": ...}` seeds a service
 //! account) and `POST|DELETE /_faults` (see [`crate::faults`]).
@@ -24,6 +27,7 @@ mod proto3;
 mod providers;
 pub mod routes;
 mod state;
+mod storage;
 mod sts;
 
 use std::{
@@ -45,7 +49,12 @@ use serde_json::Value;
 
 pub use routes::{Api, ROUTES, Route};
 
-use crate::{faults::Faults, oidc::JwksVerifier, serve::Server, tls::SharedCa};
+use crate::{
+    faults::Faults,
+    oidc::{IssuerRedirects, JwksVerifier},
+    serve::Server,
+    tls::SharedCa,
+};
 use error::{ApiError, bad_json};
 use routes::{Endpoint, Miss};
 use state::{Config, Project, Store};
@@ -57,7 +66,9 @@ pub struct GcpOptions {
     service_accounts: Vec<String>,
     config: Config,
     faults: Faults,
+    storage_faults: Faults,
     ports: (u16, u16),
+    issuer_redirects: IssuerRedirects,
 }
 
 impl GcpOptions {
@@ -78,8 +89,17 @@ impl GcpOptions {
                 require_authentication: false,
             },
             faults: Faults::default(),
+            storage_faults: Faults::default(),
             ports: (0, 0),
+            issuer_redirects: IssuerRedirects::default(),
         }
+    }
+
+    /// Where STS fetches some issuers' keys instead of at the issuer URL (providers without
+    /// `jwksJson`).
+    pub fn issuer_redirects(mut self, redirects: IssuerRedirects) -> Self {
+        self.issuer_redirects = redirects;
+        self
     }
 
     /// Fixed loopback ports for HTTP and HTTPS (0, the default, picks free ones).
@@ -171,6 +191,7 @@ impl GcpEndpoints {
 pub(crate) struct Shared {
     store: Mutex<Store>,
     verifier: JwksVerifier,
+    storage: Mutex<storage::Buckets>,
 }
 
 impl Shared {
@@ -178,14 +199,21 @@ impl Shared {
         // A handler never panics while holding the lock, and the data stays usable if one did.
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Cloud Storage's buckets. Never held together with [`Self::lock`].
+    fn storage(&self) -> MutexGuard<'_, storage::Buckets> {
+        self.storage.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The running fake. Dropping it stops both servers.
 pub struct GcpFake {
     http: Server,
     https: Server,
+    storage: Server,
     shared: Arc<Shared>,
     faults: Faults,
+    storage_faults: Faults,
 }
 
 impl GcpFake {
@@ -196,11 +224,21 @@ impl GcpFake {
         let http = Server::start(router.clone(), None, http_port).await?;
         let tls = options.ca.loopback_server_config().await?;
         let https = Server::start(router, Some(tls), https_port).await?;
+        let storage = Server::https(
+            crate::faults::wrap(
+                storage::router(shared.clone()),
+                options.storage_faults.clone(),
+            ),
+            options.ca.loopback_server_config().await?,
+        )
+        .await?;
         Ok(Self {
             http,
             https,
+            storage,
             shared,
             faults: options.faults,
+            storage_faults: options.storage_faults,
         })
     }
 
@@ -214,9 +252,21 @@ impl GcpFake {
         GcpEndpoints::new(self.https.url())
     }
 
-    /// The fault queue in front of every endpoint.
+    /// The fault queue in front of every endpoint but Cloud Storage.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Cloud Storage over HTTPS, standing in for `https://storage.googleapis.com`:
+    /// `STORAGE_EMULATOR_HOST`. JSON API under `{url}/storage/v1/` and `{url}/upload/storage/v1/`,
+    /// public reads at `{url}/{bucket}/{object}`.
+    pub fn storage_url(&self) -> String {
+        self.storage.url()
+    }
+
+    /// The fault queue in front of Cloud Storage (answered in the JSON API's error shape).
+    pub fn storage_faults(&self) -> &Faults {
+        &self.storage_faults
     }
 
     /// Creates a key for a seeded service account and returns Google's JSON key file for it
@@ -246,7 +296,8 @@ fn build(options: &GcpOptions) -> anyhow::Result<(Router, Arc<Shared>)> {
     }
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
-        verifier: JwksVerifier::new(client),
+        verifier: JwksVerifier::with_redirects(client, options.issuer_redirects.clone()),
+        storage: Mutex::new(storage::Buckets::default()),
     });
     let router = Router::new().fallback(dispatch).with_state(shared.clone());
     Ok((crate::faults::wrap(router, options.faults.clone()), shared))

@@ -14,3 +14,4 @@ mod install;
 mod kubectl;
 mod passport_api;
 mod real_only;
+mod storage;

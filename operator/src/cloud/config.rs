@@ -20,6 +20,20 @@ pub struct CloudConfig {
     #[arg(long, env = "AWS_ENDPOINT_URL_IAM")]
     pub aws_iam_endpoint: Option<String>,
 
+    /// S3 endpoint for issuer publishing (`spec.issuer.publish.s3`), e.g. an S3-compatible
+    /// store or an emulator; addressing is path-style then.
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3")]
+    pub aws_s3_endpoint: Option<String>,
+
+    /// Google Cloud Storage endpoint for issuer publishing (`spec.issuer.publish.gcs`);
+    /// `STORAGE_EMULATOR_HOST` as Google's storage clients read it.
+    #[arg(
+        long,
+        env = "STORAGE_EMULATOR_HOST",
+        default_value = "https://storage.googleapis.com"
+    )]
+    pub gcs_endpoint: String,
+
     /// The account's role trust-policy size quota, in characters without whitespace. Passport
     /// refuses a trust policy over it before calling AWS.
     #[arg(long, env = "PASSPORT_AWS_TRUST_POLICY_QUOTA", default_value_t = 2048)]
@@ -55,6 +69,8 @@ impl Default for CloudConfig {
         Self {
             ca_bundle: None,
             aws_iam_endpoint: None,
+            aws_s3_endpoint: None,
+            gcs_endpoint: "https://storage.googleapis.com".to_owned(),
             aws_trust_policy_quota: 2048,
             gcp_iam_endpoint: "https://iam.googleapis.com".to_owned(),
             gcp_writes_per_minute: 60,

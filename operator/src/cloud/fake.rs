@@ -27,6 +27,8 @@ struct State {
     bindings: BTreeMap<String, BTreeSet<String>>,
     credentials: BTreeMap<(String, String), FederatedCredentialIntent>,
     client_ids: BTreeMap<String, String>,
+    /// Issuer objects by bucket description and key: body and content type.
+    objects: BTreeMap<(String, String), (Vec<u8>, String)>,
     failures: HashMap<&'static str, VecDeque<ErrorKind>>,
 }
 
@@ -45,6 +47,14 @@ impl FakeCloud {
             .entry(operation)
             .or_default()
             .extend(std::iter::repeat_n(kind, count));
+    }
+
+    /// An issuer object written to a bucket: its body and content type.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        self.lock()
+            .objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
     }
 
     /// Seeds an identity's client ID.
@@ -439,6 +449,38 @@ impl FederatedCredentials for FakeCloud {
                     format!("identity {identity} not found"),
                 )
             })
+    }
+}
+
+#[async_trait]
+impl super::store::IssuerStores for FakeCloud {
+    async fn read(
+        &self,
+        bucket: &super::store::Bucket,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, CloudError> {
+        self.enter(bucket.cloud(), "read", Access::Read)?;
+        Ok(self.object(&bucket.describe(), key).map(|(body, _)| body))
+    }
+
+    async fn write(
+        &self,
+        bucket: &super::store::Bucket,
+        object: &super::store::StoredObject<'_>,
+    ) -> Result<(), CloudError> {
+        self.enter(bucket.cloud(), "write", Access::Write)?;
+        self.lock().objects.insert(
+            (bucket.describe(), object.key.to_owned()),
+            (object.body.to_vec(), object.content_type.to_owned()),
+        );
+        Ok(())
+    }
+
+    fn public_base(&self, bucket: &super::store::Bucket) -> String {
+        format!(
+            "https://public.example/{}",
+            bucket.describe().replace("://", "/")
+        )
     }
 }
 

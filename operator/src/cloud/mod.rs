@@ -14,6 +14,7 @@ pub mod fake;
 pub mod gcp;
 mod permissions;
 pub mod retry;
+pub mod store;
 
 use std::{collections::BTreeMap, fmt};
 

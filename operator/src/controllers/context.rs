@@ -17,7 +17,7 @@ use super::{issuer::ClusterIssuer, verify::Verifier};
 use crate::{
     cloud::{
         CloudError, ErrorKind, FederatedCredentials, OidcProviders, Roles, ServiceAccountBindings,
-        WorkloadIdentityPools, fake::FakeCloud,
+        WorkloadIdentityPools, fake::FakeCloud, store::IssuerStores,
     },
     metrics::Metrics,
 };
@@ -31,6 +31,8 @@ pub struct Clouds {
     pub pools: Option<Arc<dyn WorkloadIdentityPools>>,
     pub bindings: Option<Arc<dyn ServiceAccountBindings>>,
     pub credentials: Option<Arc<dyn FederatedCredentials>>,
+    /// The object stores issuers are published to.
+    pub stores: Option<Arc<dyn IssuerStores>>,
 }
 
 impl Clouds {
@@ -41,6 +43,7 @@ impl Clouds {
             roles: Some(fake.clone()),
             pools: Some(fake.clone()),
             bindings: Some(fake.clone()),
+            stores: Some(fake.clone()),
             credentials: Some(fake),
         }
     }
@@ -67,6 +70,17 @@ impl Clouds {
         self.bindings
             .as_deref()
             .ok_or_else(|| unconfigured(Cloud::Gcp))
+    }
+
+    pub fn stores(&self) -> Result<&dyn IssuerStores, CloudError> {
+        self.stores.as_deref().ok_or_else(|| {
+            CloudError::new(
+                ErrorKind::AccessDenied,
+                Cloud::Oidc,
+                "Configure",
+                "Passport runs without object stores, so it cannot publish issuers",
+            )
+        })
     }
 
     pub fn credentials(&self) -> Result<&dyn FederatedCredentials, CloudError> {
@@ -111,6 +125,10 @@ pub struct Settings {
     pub trust_policy_quota: usize,
     /// Verify every AccessPolicy with a token exchange, whatever its `spec.verify`.
     pub verify_all: bool,
+    /// How long a key the cluster dropped stays in a published JWKS; None: the longest token
+    /// lifetime of the trust's policies plus `issuer_key_margin`.
+    pub issuer_key_overlap: Option<Duration>,
+    pub issuer_key_margin: Duration,
 }
 
 /// What a resource's last full sync saw. A reconcile with the same inputs within the resync

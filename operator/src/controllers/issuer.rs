@@ -50,6 +50,12 @@ impl ClusterIssuer {
         Ok(discovered)
     }
 
+    /// Forgets the cached read: the next `get` asks the API server again (after a check that
+    /// found the issuer's keys differ from the cached ones, which a key rotation makes stale).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
     async fn read(&self) -> Result<Discovered, String> {
         // kube-apiserver serves the JWKS only as application/jwk-set+json (406 otherwise).
         let get = |path: &str, accept: &str| {

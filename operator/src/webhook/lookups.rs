@@ -46,6 +46,26 @@ fn slim<K>(object: &mut PartialObjectMeta<K>) {
     };
 }
 
+/// A service account as the webhook reads it: its name and the EKS and Azure workload identity
+/// annotations, nothing else (not `kubectl.kubernetes.io/last-applied-configuration`, not its
+/// labels): the store holds every service account of the cluster, so each byte counts ten
+/// thousand times.
+fn slim_service_account(object: &mut PartialObjectMeta<ServiceAccount>) {
+    let meta = &mut object.metadata;
+    let annotations = meta.annotations.take().map(|mut annotations| {
+        annotations.retain(|key, _| {
+            key.starts_with("eks.amazonaws.com/") || key.starts_with("azure.workload.identity/")
+        });
+        annotations
+    });
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        annotations: annotations.filter(|a| !a.is_empty()),
+        ..ObjectMeta::default()
+    };
+}
+
 impl Lookups {
     /// The stores and the future that keeps them filled (run it for as long as the webhook
     /// serves).
@@ -82,7 +102,7 @@ impl Lookups {
             cfg(),
         )
         .default_backoff()
-        .modify(slim)
+        .modify(slim_service_account)
         .reflect(sa_writer)
         .for_each(|_| async {});
         let lookups = Self {
@@ -144,20 +164,19 @@ impl Lookups {
         service_account: &str,
         now: jiff::Timestamp,
     ) -> Bindings {
-        let mut policies: Vec<AccessPolicy> = self
+        let mut policies: Vec<Arc<AccessPolicy>> = self
             .policies
             .state()
-            .iter()
+            .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(namespace))
-            .map(|p| (**p).clone())
             .collect();
         let names_sa =
-            |p: &AccessPolicy| p.spec.service_accounts.iter().any(|s| s == service_account);
+            |p: &Arc<AccessPolicy>| p.spec.service_accounts.iter().any(|s| s == service_account);
         if !policies.iter().any(names_sa) {
             // A miss: the policy may have been created a moment ago, with the pod.
             let api: Api<AccessPolicy> = Api::namespaced(self.client.clone(), namespace);
             match tokio::time::timeout(self.miss_timeout, api.list(&ListParams::default())).await {
-                Ok(Ok(list)) => policies = list.items,
+                Ok(Ok(list)) => policies = list.items.into_iter().map(Arc::new).collect(),
                 Ok(Err(error)) => {
                     tracing::warn!(%error, namespace, "reading AccessPolicies after a store miss")
                 }
@@ -189,13 +208,13 @@ impl Lookups {
         bindings
     }
 
-    async fn trust(&self, name: &str) -> Option<FederatedTrust> {
+    async fn trust(&self, name: &str) -> Option<Arc<FederatedTrust>> {
         if let Some(trust) = self.trusts.get(&ObjectRef::new(name)) {
-            return Some((*trust).clone());
+            return Some(trust);
         }
         let api: Api<FederatedTrust> = Api::all(self.client.clone());
         match tokio::time::timeout(self.miss_timeout, api.get_opt(name)).await {
-            Ok(Ok(trust)) => trust,
+            Ok(Ok(trust)) => trust.map(Arc::new),
             _ => None,
         }
     }
@@ -227,5 +246,47 @@ impl Lookups {
             Ok(Ok(Some(sa))) => sa.annotations().clone(),
             _ => BTreeMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_account_keeps_only_its_name_and_the_compat_annotations() {
+        let mut sa: PartialObjectMeta<ServiceAccount> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {
+                "name": "api", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "api"},
+                "annotations": {
+                    "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r",
+                    "azure.workload.identity/client-id": "c",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
+                }
+            }
+        }))
+        .unwrap();
+        slim_service_account(&mut sa);
+        assert_eq!(sa.metadata.name.as_deref(), Some("api"));
+        assert_eq!(sa.metadata.namespace.as_deref(), Some("shop"));
+        let keys: Vec<&String> = sa.annotations().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "azure.workload.identity/client-id",
+                "eks.amazonaws.com/role-arn"
+            ]
+        );
+        assert!(sa.metadata.labels.is_none() && sa.metadata.uid.is_none());
+
+        let mut plain: PartialObjectMeta<ServiceAccount> = serde_json::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": "shop", "annotations": {"a": "b"}}}),
+        )
+        .unwrap();
+        slim_service_account(&mut plain);
+        assert!(plain.metadata.annotations.is_none());
     }
 }

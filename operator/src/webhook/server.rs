@@ -15,14 +15,49 @@ use axum::{
     routing::post,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::{
-    core::admission::AdmissionReview,
-    runtime::events::{Event, EventType, Recorder},
-};
+use kube::runtime::events::{Event, EventType, Recorder};
 use passport_webhook::{Decision, ReviewError, Reviewed};
 
 use super::lookups::Lookups;
 use crate::{audit, metrics::Metrics};
+
+/// The few fields of an AdmissionReview the handler reads before the review: serde skips the
+/// rest without building it (a typed Pod would be a second full parse).
+#[derive(serde::Deserialize)]
+struct Peek {
+    request: Option<PeekRequest>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeekRequest {
+    #[serde(default)]
+    operation: String,
+    namespace: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    object: Option<PeekPod>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct PeekPod {
+    metadata: Option<PeekMeta>,
+    spec: Option<PeekSpec>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct PeekMeta {
+    namespace: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PeekSpec {
+    service_account_name: Option<String>,
+    service_account: Option<String>,
+}
 
 /// What the handler needs.
 pub struct WebhookState {
@@ -48,9 +83,10 @@ fn bad_request(message: String) -> Response {
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
     let started = Instant::now();
-    // The pod's namespace and service account, to look its bindings up before the pure review.
-    let parsed: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
-        Ok(parsed) => parsed,
+    // The pod's namespace and service account, to look its bindings up before the pure review
+    // (which parses and checks the whole review itself).
+    let peeked: Peek = match serde_json::from_slice(&body) {
+        Ok(peeked) => peeked,
         Err(error) => {
             state.metrics.admission("invalid", started.elapsed());
             return bad_request(format!("the body is not an AdmissionReview: {error}"));
@@ -58,23 +94,23 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     };
     // A dry run (`kubectl apply --dry-run=server`) must have no side effects (`sideEffects:
     // None`): its decision is audited, but it publishes no Event.
-    let dry_run = parsed.request.as_ref().is_some_and(|r| r.dry_run);
-    let (namespace, service_account) = match parsed.request.as_ref() {
+    let dry_run = peeked.request.as_ref().is_some_and(|r| r.dry_run);
+    let (namespace, service_account) = match peeked.request {
         // Only a CREATE is mutated: no lookups for the others.
-        Some(request) if request.operation != kube::core::admission::Operation::Create => {
-            (String::new(), String::new())
-        }
-        Some(request) => {
-            let pod = request.object.as_ref();
+        Some(request) if request.operation == "CREATE" => {
+            let pod = request.object.unwrap_or_default();
             let namespace = request
                 .namespace
-                .clone()
-                .or_else(|| pod.and_then(|p| p.metadata.namespace.clone()))
+                .or(pod.metadata.and_then(|m| m.namespace))
                 .unwrap_or_default();
-            let sa = pod.map_or("default", passport_webhook::service_account);
-            (namespace, sa.to_owned())
+            let sa = pod
+                .spec
+                .and_then(|s| s.service_account_name.or(s.service_account))
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "default".to_owned());
+            (namespace, sa)
         }
-        None => (String::new(), String::new()),
+        _ => (String::new(), String::new()),
     };
     let bindings = if namespace.is_empty() {
         None
@@ -191,38 +227,11 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
         dry_run,
         "admission"
     );
-    let Some(recorder) = state.recorder.clone().filter(|_| !dry_run) else {
+    let Some(recorder) = state.recorder.clone() else {
         return;
     };
     let namespace = reviewed.namespace.clone();
-    let pod = reviewed.pod.clone();
-    let events: Vec<(String, String, &'static str)> = match &reviewed.decision {
-        Decision::Admitted { skipped, .. } => skipped
-            .iter()
-            .map(|s| {
-                (
-                    policy_name(&s.policy),
-                    format!(
-                        "pod {pod} was admitted without this policy's credentials: {}",
-                        s.reason
-                    ),
-                    "Skip",
-                )
-            })
-            .collect(),
-        Decision::Denied(denial) => denial
-            .policies
-            .iter()
-            .map(|p| {
-                (
-                    policy_name(p),
-                    format!("pod {pod} was refused: {}", denial.message),
-                    "Reject",
-                )
-            })
-            .collect(),
-        Decision::Ignored { .. } => Vec::new(),
-    };
+    let events = admission_events(reviewed, dry_run);
     if events.is_empty() {
         return;
     }
@@ -252,6 +261,44 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
             }
         }
     });
+}
+
+/// The Warning Events of a decision, one per policy that skipped or refused the pod, as
+/// `(policy name, note, action)`. None for a dry run: the API server persists nothing of it
+/// (`kubectl apply --dry-run=server`, Argo CD and Flux diffs), so an Event would report a pod
+/// that never existed.
+fn admission_events(reviewed: &Reviewed, dry_run: bool) -> Vec<(String, String, &'static str)> {
+    if dry_run {
+        return Vec::new();
+    }
+    let pod = reviewed.pod.clone();
+    match &reviewed.decision {
+        Decision::Admitted { skipped, .. } => skipped
+            .iter()
+            .map(|s| {
+                (
+                    policy_name(&s.policy),
+                    format!(
+                        "pod {pod} was admitted without this policy's credentials: {}",
+                        s.reason
+                    ),
+                    "Skip",
+                )
+            })
+            .collect(),
+        Decision::Denied(denial) => denial
+            .policies
+            .iter()
+            .map(|p| {
+                (
+                    policy_name(p),
+                    format!("pod {pod} was refused: {}", denial.message),
+                    "Reject",
+                )
+            })
+            .collect(),
+        Decision::Ignored { .. } => Vec::new(),
+    }
 }
 
 /// `namespace/name` → `name`.

@@ -178,3 +178,48 @@ async fn a_delete_is_admitted_untouched_without_an_object() {
     assert_eq!(json["response"]["allowed"], true);
     assert!(json["response"]["patch"].is_null());
 }
+
+#[tokio::test]
+async fn a_dry_run_refusal_is_answered_and_audited_but_raises_no_event() {
+    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
+        "metadata: {name: aws}\nspec:\n  issuer: {url: 'https://oidc.example.com'}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+    )
+    .unwrap();
+    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
+        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n  conditions:\n    images: {allowedPrefixes: [docker.io/library/]}\n  enforcement: Reject\n",
+    )
+    .unwrap();
+    let lookups = lookups(vec![policy], vec![trust]);
+    let bindings = lookups
+        .bindings("shop", "api", jiff::Timestamp::now())
+        .await;
+    let body = review("u-3", "shop", "api");
+    let reviewed = passport_webhook::review(body.as_bytes(), &|_: &str, _: &str, _: &Pod| {
+        bindings.clone()
+    })
+    .unwrap();
+    assert!(
+        matches!(reviewed.decision, Decision::Denied(_)),
+        "the image is outside the allowed prefixes"
+    );
+    let events = admission_events(&reviewed, false);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (policy, note, action) = &events[0];
+    assert_eq!((policy.as_str(), *action), ("api", "Reject"));
+    assert!(note.starts_with("pod app was refused:"), "{note}");
+    assert!(
+        admission_events(&reviewed, true).is_empty(),
+        "a dry run (kubectl apply --dry-run=server, GitOps diffs) persists nothing, so no Event"
+    );
+
+    // The API server still gets the same answer for the dry run.
+    let state = state(lookups);
+    let dry: serde_json::Value = {
+        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["request"]["dryRun"] = serde_json::Value::Bool(true);
+        v
+    };
+    let (status, json) = post(state, &dry.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["response"]["allowed"], false, "{json}");
+}

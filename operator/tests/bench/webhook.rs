@@ -325,7 +325,7 @@ fn review_body(namespace: &str) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -336,7 +336,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-fn mib(kib: Option<u64>) -> Option<f64> {
+pub(crate) fn mib(kib: Option<u64>) -> Option<f64> {
     kib.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0)
 }
 

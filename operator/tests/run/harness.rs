@@ -385,6 +385,8 @@ impl Harness {
             ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
+            // The key-rotation drill (issuer.rs) waits out one overlap.
+            .env("PASSPORT_ISSUER_KEY_OVERLAP_SECONDS", "20")
             .stdin(Stdio::null())
             .stdout(audit)
             .stderr(log)

@@ -13,6 +13,7 @@ mod azure;
 mod drills;
 mod gcp;
 mod harness;
+mod issuer;
 mod real_only;
 mod resilience;
 mod sdks;

@@ -169,12 +169,15 @@ pub fn trust_for(policy: &AccessPolicy) -> FederatedTrust {
             "gcp-prod",
             serde_json::json!({ "gcp": {
             "projectId": "my-project", "projectNumber": "123456789012",
-            "poolId": "prod-pool", "providerId": "prod-cluster" }, "namespaceSelector": {} }),
+            "poolId": "prod-pool", "providerId": "prod-cluster",
+            "allowedServiceAccounts": ["*@my-project.iam.gserviceaccount.com"] },
+            "namespaceSelector": {} }),
         ),
         "azure-prod" => trust(
             "azure-prod",
             serde_json::json!({ "azure": {
-            "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47" }, "namespaceSelector": {} }),
+            "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "allowedIdentities": ["/subscriptions/s/*"] }, "namespaceSelector": {} }),
         ),
         "vault" => trust(
             "vault",
@@ -183,7 +186,8 @@ pub fn trust_for(policy: &AccessPolicy) -> FederatedTrust {
         ),
         name => trust(
             name,
-            serde_json::json!({ "aws": { "accountId": "111122223333" },
+            serde_json::json!({ "aws": { "accountId": "111122223333",
+            "allowedRoleArns": ["arn:aws:iam::111122223333:role/*"] },
             "namespaceSelector": {} }),
         ),
     }
@@ -205,8 +209,8 @@ impl World {
     pub fn policy(mut self, policy: AccessPolicy) -> Self {
         let trust = trust_for(&policy);
         self.bindings.policies.push(PolicyBinding {
-            policy,
-            trust: Some(trust),
+            policy: Arc::new(policy),
+            trust: Some(Arc::new(trust)),
             trust_admits_namespace: true,
         });
         self
@@ -215,15 +219,15 @@ impl World {
     pub fn policy_not_admitted(mut self, policy: AccessPolicy) -> Self {
         let trust = trust_for(&policy);
         self.bindings.policies.push(PolicyBinding {
-            policy,
-            trust: Some(trust),
+            policy: Arc::new(policy),
+            trust: Some(Arc::new(trust)),
             trust_admits_namespace: false,
         });
         self
     }
     pub fn policy_without_trust(mut self, policy: AccessPolicy) -> Self {
         self.bindings.policies.push(PolicyBinding {
-            policy,
+            policy: Arc::new(policy),
             trust: None,
             trust_admits_namespace: false,
         });

@@ -23,7 +23,7 @@ use super::{
     query::{self, Params, escape},
     trust,
 };
-use crate::oidc::{JwksVerifier, VerifyError};
+use crate::oidc::{IssuerRedirects, JwksVerifier, VerifyError};
 
 /// The XML namespace of STS responses.
 pub const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -44,12 +44,13 @@ struct Inner {
 
 impl StsFront {
     /// `moto_url`: where IAM state lives. `oidc_client`: the client used to fetch issuers'
-    /// discovery documents and JWKS (it must trust the issuers' CA).
-    pub fn new(moto_url: &str, oidc_client: reqwest::Client) -> Self {
+    /// discovery documents and JWKS (it must trust the issuers' CA). `redirects`: where to fetch
+    /// some issuers' keys instead (shared with the other fakes, see [`IssuerRedirects`]).
+    pub fn new(moto_url: &str, oidc_client: reqwest::Client, redirects: IssuerRedirects) -> Self {
         Self {
             inner: Arc::new(Inner {
                 moto: super::sdk::iam_client(moto_url),
-                verifier: JwksVerifier::new(oidc_client),
+                verifier: JwksVerifier::with_redirects(oidc_client, redirects),
                 sessions: Sessions::default(),
             }),
         }

@@ -110,10 +110,12 @@ struct Cached {
     refresh_at: Instant,
 }
 
-/// Fetches ARM access tokens and keeps one until shortly before it expires.
+/// Fetches access tokens for one scope (ARM's unless told otherwise) and keeps one until
+/// shortly before it expires.
 pub struct TokenSource {
     credentials: Credentials,
     http: reqwest::Client,
+    scope: &'static str,
     /// Held while a token is fetched, so concurrent callers wait for one request.
     cache: Mutex<Option<Cached>>,
 }
@@ -134,9 +136,15 @@ struct EntraError {
 
 impl TokenSource {
     pub fn new(credentials: Credentials, http: reqwest::Client) -> Self {
+        Self::for_scope(credentials, http, ARM_SCOPE)
+    }
+
+    /// Tokens for another resource, e.g. `https://storage.azure.com/.default`.
+    pub fn for_scope(credentials: Credentials, http: reqwest::Client, scope: &'static str) -> Self {
         Self {
             credentials,
             http,
+            scope,
             cache: Mutex::new(None),
         }
     }
@@ -184,7 +192,7 @@ impl TokenSource {
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.credentials.client_id.as_str()),
-            ("scope", ARM_SCOPE),
+            ("scope", self.scope),
         ];
         match &self.credentials.proof {
             Proof::ClientSecret(secret) => form.push(("client_secret", secret.expose())),

@@ -10,7 +10,7 @@
 mod bindings;
 mod limiter;
 mod pools;
-mod rest;
+pub(crate) mod rest;
 pub mod wire;
 
 use anyhow::Context as _;

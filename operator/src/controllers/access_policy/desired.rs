@@ -160,6 +160,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The allowlist rule, shared with the webhook (`matching::identity_refusal`).
+    fn identity_refusal(&self) -> Option<String> {
+        matching::identity_refusal(&self.policy.spec, self.trust_name, &self.trust.spec)
+    }
+
     fn audience(&self, cloud_default: &str) -> String {
         self.policy
             .spec
@@ -188,15 +193,8 @@ impl Ctx<'_> {
             subjects: self.subjects.clone(),
         };
         if let Some(arn) = &access.role_arn {
-            if matching::first_glob_match(&trust.allowed_role_arns, arn).is_none() {
-                return Err(refuse(
-                    Reason::IdentityNotAllowed,
-                    format!(
-                        "role {arn} is not in FederatedTrust {}'s allowedRoleArns: ask the cluster \
-                         admin to allow it, or let Passport create a role with roleName",
-                        self.trust_name
-                    ),
-                ));
+            if let Some(message) = self.identity_refusal() {
+                return Err(refuse(Reason::IdentityNotAllowed, message));
             }
             return Ok(PolicyPlan {
                 cloud: Cloud::Aws.as_str(),
@@ -282,16 +280,8 @@ impl Ctx<'_> {
         ));
         match &access.service_account {
             Some(email) => {
-                if matching::first_glob_match(&trust.allowed_service_accounts, email).is_none() {
-                    return Err(refuse(
-                        Reason::IdentityNotAllowed,
-                        format!(
-                            "Google service account {email} is not in FederatedTrust {}'s \
-                             allowedServiceAccounts: ask the cluster admin to allow it, or use \
-                             direct: true",
-                            self.trust_name
-                        ),
-                    ));
+                if let Some(message) = self.identity_refusal() {
+                    return Err(refuse(Reason::IdentityNotAllowed, message));
                 }
                 Ok(PolicyPlan {
                     cloud: Cloud::Gcp.as_str(),
@@ -322,21 +312,8 @@ impl Ctx<'_> {
                 "the policy and trust disagree on Azure",
             ));
         };
-        // ARM resource IDs are case-insensitive.
-        let allowed: Vec<String> = trust
-            .allowed_identities
-            .iter()
-            .map(|p| p.to_ascii_lowercase())
-            .collect();
-        if matching::first_glob_match(&allowed, &access.identity.to_ascii_lowercase()).is_none() {
-            return Err(refuse(
-                Reason::IdentityNotAllowed,
-                format!(
-                    "managed identity {} is not in FederatedTrust {}'s allowedIdentities: ask the \
-                     cluster admin to allow it",
-                    access.identity, self.trust_name
-                ),
-            ));
+        if let Some(message) = self.identity_refusal() {
+            return Err(refuse(Reason::IdentityNotAllowed, message));
         }
         if self.subjects.len() > MAX_FEDERATED_CREDENTIALS {
             return Err(refuse(
@@ -374,21 +351,14 @@ impl Ctx<'_> {
     }
 
     fn oidc(self) -> Result<PolicyPlan, Refusal> {
-        let (Some(trust), Some(access)) = (&self.trust.spec.oidc, &self.policy.spec.oidc) else {
+        let (Some(_), Some(access)) = (&self.trust.spec.oidc, &self.policy.spec.oidc) else {
             return Err(refuse(
                 Reason::CloudMismatch,
                 "the policy and trust disagree on OIDC",
             ));
         };
-        if matching::first_glob_match(&trust.allowed_audiences, &access.audience).is_none() {
-            return Err(refuse(
-                Reason::IdentityNotAllowed,
-                format!(
-                    "audience {} is not in FederatedTrust {}'s allowedAudiences: ask the cluster \
-                     admin to allow it",
-                    access.audience, self.trust_name
-                ),
-            ));
+        if let Some(message) = self.identity_refusal() {
+            return Err(refuse(Reason::IdentityNotAllowed, message));
         }
         Ok(PolicyPlan {
             cloud: Cloud::Oidc.as_str(),

@@ -67,7 +67,7 @@ pub fn issuer(trust: &FederatedTrust, discovered: Option<&str>) -> Result<String
         .spec
         .issuer
         .as_ref()
-        .map(|i| i.url.clone())
+        .and_then(|i| i.url.clone())
         .or_else(|| discovered.map(str::to_owned))
         .ok_or_else(|| {
             Refusal::new(

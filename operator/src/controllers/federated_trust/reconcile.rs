@@ -1,6 +1,8 @@
 //! The FederatedTrust reconciler: discovers the issuer when the spec names none, ensures the
 //! cloud trust (AWS OIDC provider, GCP pool and provider with the cluster's JWKS when asked),
-//! checks the issuer as a cloud would see it, and honours `deletionPolicy`.
+//! publishes the issuer's documents when `spec.issuer.publish` asks (keeping retired keys
+//! through their overlap), checks the issuer as a cloud would see it, and honours
+//! `deletionPolicy`.
 
 use std::{sync::Arc, time::Instant};
 
@@ -19,7 +21,8 @@ use passport_crds::{
 
 use super::{
     desired::{self, Inputs, TrustObject},
-    status::{self, Object, Sync},
+    publish,
+    status::{self, Object, Published, Sync},
 };
 use crate::{
     audit::{self, Record, Who},
@@ -94,7 +97,7 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
         Ok(plan) => plan,
         Err(refusal) => {
             ctx.metrics.error(KIND, refusal.reason.as_str());
-            let next = status::compute(trust, &Sync::Refused(&refusal), None, now());
+            let next = status::compute(trust, &Sync::Refused(&refusal), None, None, now());
             if write_status(ctx, trust, &next).await? {
                 ctx.event(
                     &reference,
@@ -148,17 +151,62 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
             )
         }
     };
+    // Published before the check, so that the check sees what was just written.
+    let published = match trust.spec.issuer.as_ref().and_then(|i| i.publish.as_ref()) {
+        Some(spec) => Some(publish_issuer(trust, spec, discovered.as_ref(), &who, ctx).await),
+        None => None,
+    };
     let reachability = issuer::check(
         &ctx.http,
         &plan.issuer,
         discovered.as_ref().map(|d| d.jwks.as_str()),
     )
     .await;
-    let next = status::compute(trust, &sync, Some(&reachability), now());
+    let next = status::compute(
+        trust,
+        &sync,
+        Some(&reachability),
+        published.as_ref().map(|p| &p.published),
+        now(),
+    );
     let unreachable = matches!(reachability, issuer::Reachability::Unreachable { .. });
+    if unreachable {
+        // Our copy of the cluster's keys may be what is stale (a rotation): read them afresh.
+        ctx.issuer.invalidate().await;
+    }
+    let publish_failed = published
+        .as_ref()
+        .is_some_and(|p| p.published.state.status == passport_crds::conditions::Status::False);
+    let rotation_ends = published.as_ref().and_then(|p| p.next_retirement);
+    if let Some(published) = &published {
+        for (reason, note) in &published.events {
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                reason,
+                "Publish",
+                note.clone(),
+            )
+            .await;
+        }
+    }
     if write_status(ctx, trust, &next).await? {
         if let Some(error) = &failure {
             ctx.cloud_warning(&reference, "Sync", error, None).await;
+        }
+        if let Some(state) = published
+            .as_ref()
+            .map(|p| &p.published.state)
+            .filter(|s| s.status == passport_crds::conditions::Status::False)
+        {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                state.reason.as_str(),
+                "Publish",
+                state.message.clone(),
+            )
+            .await;
         }
         if let issuer::Reachability::Unreachable { reason, message } = &reachability {
             ctx.event(
@@ -171,16 +219,249 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
             .await;
         }
     }
-    if failure.is_none() && !unreachable {
+    // A rotation in progress comes back when its next key retires, whatever the memo says.
+    if failure.is_none() && !unreachable && !publish_failed && rotation_ends.is_none() {
         ctx.synced.record(key, inputs);
     } else {
         ctx.synced.forget(&key);
     }
-    Ok(Action::requeue(requeue::jittered(match failure {
+    let until_retirement = rotation_ends.map(|at| {
+        let left = at.duration_since(jiff::Timestamp::now());
+        std::time::Duration::try_from(left).unwrap_or_default() + std::time::Duration::from_secs(1)
+    });
+    let after = match failure {
         Some(error) => error.requeue_after(),
-        None if unreachable => requeue::ISSUER_RETRY,
+        None if unreachable || publish_failed => requeue::ISSUER_RETRY,
         None => ctx.settings.resync,
-    })))
+    };
+    Ok(Action::requeue(match until_retirement {
+        // Not jittered: the key should go when its overlap ends, not up to a fifth later.
+        Some(left) if left < after => left,
+        _ => requeue::jittered(after),
+    }))
+}
+
+/// What publishing the issuer did.
+struct Publishing {
+    published: Published,
+    next_retirement: Option<jiff::Timestamp>,
+    /// Normal Events: each document written, a rotation started or ended.
+    events: Vec<(&'static str, String)>,
+}
+
+/// Publishes the cluster's discovery document and JWKS where `spec` says, keeping the keys the
+/// cluster dropped through their overlap ([`publish::plan`]). Writes only what differs from the
+/// bucket's copy: a steady state reads two objects and writes none.
+async fn publish_issuer(
+    trust: &FederatedTrust,
+    spec: &passport_crds::federated_trust::IssuerPublish,
+    discovered: Option<&issuer::Discovered>,
+    who: &Who<'_>,
+    ctx: &Context,
+) -> Publishing {
+    use passport_crds::conditions::{ConditionType, Reason, State, Status};
+    let failed = |reason: Reason, message: String| Publishing {
+        published: Published {
+            state: State::new(
+                ConditionType::IssuerPublished,
+                Status::False,
+                reason,
+                message,
+            ),
+            status: None,
+        },
+        next_retirement: None,
+        events: Vec::new(),
+    };
+    let Some((bucket, prefix)) = crate::cloud::store::Bucket::of(spec) else {
+        return failed(
+            Reason::PublishFailed,
+            "spec.issuer.publish names no bucket: set s3, gcs or azureBlob".to_owned(),
+        );
+    };
+    let Some(discovered) = discovered else {
+        return failed(
+            Reason::PublishFailed,
+            "the cluster's issuer and keys could not be read from the API server              (/.well-known/openid-configuration, /openid/v1/jwks): nothing was published"
+                .to_owned(),
+        );
+    };
+    let stores = match ctx.clouds.stores() {
+        Ok(stores) => stores,
+        Err(error) => return failed(Reason::PublishFailed, error.to_string()),
+    };
+    let cluster_jwks: serde_json::Value = match serde_json::from_str(&discovered.jwks) {
+        Ok(jwks) => jwks,
+        Err(e) => {
+            return failed(
+                Reason::PublishFailed,
+                format!("the API server's /openid/v1/jwks is not JSON: {e}"),
+            );
+        }
+    };
+    let key = |path: &str| {
+        if prefix.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{prefix}/{path}")
+        }
+    };
+    let public_url = spec.public_url.clone().unwrap_or_else(|| {
+        let base = stores.public_base(&bucket);
+        if prefix.is_empty() {
+            base
+        } else {
+            format!("{base}/{prefix}")
+        }
+    });
+    let result: Result<Publishing, crate::cloud::CloudError> = async {
+        let (jwks_key, discovery_key) = (key(publish::JWKS_PATH), key(publish::DISCOVERY_PATH));
+        let stored_jwks = stores.read(&bucket, &jwks_key).await?;
+        let stored_discovery = stores.read(&bucket, &discovery_key).await?;
+        let published_jwks = stored_jwks
+            .as_deref()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok());
+        let overlap = match ctx.settings.issuer_key_overlap {
+            Some(overlap) => overlap,
+            None => publish::overlap(
+                longest_token(ctx, &trust.name_any()).await,
+                ctx.settings.issuer_key_margin,
+            ),
+        };
+        let previous = trust.status.as_ref().and_then(|s| s.publication.as_ref());
+        let plan = publish::plan(
+            &discovered.issuer,
+            &public_url,
+            &cluster_jwks,
+            published_jwks.as_ref(),
+            previous,
+            jiff::Timestamp::now(),
+            overlap,
+        );
+        let mut events = Vec::new();
+        for (object_key, body, content_type, stored) in [
+            // The keys first: a discovery document never points at a JWKS without them.
+            (&jwks_key, &plan.jwks, publish::JWKS_CONTENT_TYPE, &stored_jwks),
+            (&discovery_key, &plan.discovery, publish::DISCOVERY_CONTENT_TYPE, &stored_discovery),
+        ] {
+            if stored.as_deref() == Some(body.as_slice()) {
+                continue;
+            }
+            stores
+                .write(
+                    &bucket,
+                    &crate::cloud::store::StoredObject {
+                        key: object_key,
+                        body,
+                        content_type,
+                        cache_control: publish::CACHE_CONTROL,
+                    },
+                )
+                .await?;
+            let object = format!("{}/{object_key}", bucket.describe());
+            let operation = if stored.is_some() { "update" } else { "create" };
+            let record = Record::change(
+                bucket.cloud(),
+                &object,
+                operation,
+                vec![format!("published for issuer {}", discovered.issuer)],
+                &String::from_utf8_lossy(body),
+            );
+            audit::emit(who, &record);
+            events.push(("IssuerPublished", format!("wrote {object}")));
+        }
+        let was_rotating = previous.is_some_and(|p| !p.retiring_keys.is_empty());
+        let state = if public_url != discovered.issuer {
+            State::new(
+                ConditionType::IssuerPublished,
+                Status::False,
+                Reason::IssuerMismatch,
+                format!(
+                    "the documents are published at {public_url}, but the cluster's issuer                      (--service-account-issuer) is {}: every token names that issuer, so no                      cloud would look here. Set --service-account-issuer={public_url} and                      --service-account-jwks-uri={public_url}/{} on the API server, or set                      spec.issuer.publish.publicUrl to the URL that serves this bucket",
+                    discovered.issuer,
+                    publish::JWKS_PATH
+                ),
+            )
+        } else if plan.status.retiring_keys.is_empty() {
+            if was_rotating {
+                events.push((
+                    "RotationComplete",
+                    "the keys the cluster dropped are no longer published".to_owned(),
+                ));
+            }
+            State::new(
+                ConditionType::IssuerPublished,
+                Status::True,
+                Reason::Published,
+                format!(
+                    "{public_url} serves the cluster's discovery document and keys ({})",
+                    plan.status.keys.join(", ")
+                ),
+            )
+        } else {
+            let retiring: Vec<String> = plan
+                .status
+                .retiring_keys
+                .iter()
+                .map(|r| format!("{} until {}", r.kid, r.until))
+                .collect();
+            if !was_rotating {
+                events.push((
+                    "RotationInProgress",
+                    format!(
+                        "the cluster dropped keys; they stay published until the tokens signed                          with them expire: {}",
+                        retiring.join(", ")
+                    ),
+                ));
+            }
+            State::new(
+                ConditionType::IssuerPublished,
+                Status::True,
+                Reason::RotationInProgress,
+                format!(
+                    "{public_url} serves the cluster's keys ({}) and, until tokens signed with                      them expire, the keys it dropped: {}",
+                    plan.status.keys.join(", "),
+                    retiring.join(", ")
+                ),
+            )
+        };
+        Ok(Publishing {
+            published: Published {
+                state,
+                status: Some(plan.status),
+            },
+            next_retirement: plan.next_retirement,
+            events,
+        })
+    }
+    .await;
+    match result {
+        Ok(publishing) => publishing,
+        Err(error) => {
+            audit::emit(who, &Record::failed(&error, &bucket.describe()));
+            ctx.metrics.error(KIND, Reason::PublishFailed.as_str());
+            failed(
+                Reason::PublishFailed,
+                format!("publishing to {} failed: {error}", bucket.describe()),
+            )
+        }
+    }
+}
+
+/// The longest token lifetime of the trust's AccessPolicies; None when the list fails or no
+/// policy uses the trust.
+async fn longest_token(ctx: &Context, trust: &str) -> Option<i64> {
+    let policies = Api::<passport_crds::AccessPolicy>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|error| tracing::warn!(%error, "listing AccessPolicies for the key overlap"))
+        .ok()?;
+    policies
+        .items
+        .iter()
+        .filter(|p| p.spec.trust_ref.name == trust)
+        .map(|p| p.spec.token.expiration_seconds)
+        .max()
 }
 
 /// Ensures the trust's cloud object; the record says what changed, if anything.
@@ -237,7 +518,7 @@ async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error>
         .status
         .as_ref()
         .and_then(|s| s.issuer.clone())
-        .or_else(|| trust.spec.issuer.as_ref().map(|i| i.url.clone()));
+        .or_else(|| trust.spec.issuer.as_ref().and_then(|i| i.url.clone()));
     let result: Result<Option<(String, Deleted)>, CloudError> = async {
         if let (Some(aws), Some(issuer)) = (&trust.spec.aws, &issuer) {
             let still_used = Api::<FederatedTrust>::all(ctx.client.clone())

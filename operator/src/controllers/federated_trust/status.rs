@@ -1,11 +1,14 @@
-//! A FederatedTrust's status from what its reconcile observed: `CloudSynced`, `IssuerReachable`
-//! and `Ready` over them, and the outputs (issuer, JWKS URL, provider ARN or name). Pure.
+//! A FederatedTrust's status from what its reconcile observed: `CloudSynced`, `IssuerReachable`,
+//! `IssuerPublished` (with `spec.issuer.publish`) and `Ready` over them, and the outputs
+//! (issuer, JWKS URL, provider ARN or name, what was published). Pure.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use passport_crds::{
     FederatedTrust, FederatedTrustStatus,
     conditions::{self, ConditionType, Reason, State, Status},
-    federated_trust::{AwsTrustStatus, AzureTrustStatus, GcpTrustStatus, JwksSource},
+    federated_trust::{
+        AwsTrustStatus, AzureTrustStatus, GcpTrustStatus, JwksSource, PublicationStatus,
+    },
 };
 
 use super::desired::TrustPlan;
@@ -30,6 +33,15 @@ pub enum Sync<'a> {
     Failed { reason: Reason, message: String },
 }
 
+/// How the issuer's publication ended: the `IssuerPublished` condition, and what is published
+/// (None when nothing could be read or written: the previous status then stays, so a retiring
+/// key keeps its start).
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub state: State,
+    pub status: Option<PublicationStatus>,
+}
+
 /// Whether the trust needs the cloud to fetch the issuer's keys itself (every cloud but GCP with
 /// `jwks: FromCluster`); only then does an unreachable issuer keep it from Ready.
 pub fn needs_public_issuer(trust: &FederatedTrust) -> bool {
@@ -44,6 +56,7 @@ pub fn compute(
     trust: &FederatedTrust,
     sync: &Sync<'_>,
     reachability: Option<&Reachability>,
+    published: Option<&Published>,
     now: Time,
 ) -> FederatedTrustStatus {
     let previous = trust.status.clone().unwrap_or_default();
@@ -81,9 +94,14 @@ pub fn compute(
             message.clone(),
         ),
     });
-    let blocking = reachable
-        .as_ref()
-        .filter(|r| r.status == Status::False && needs_public_issuer(trust));
+    let blocking = published
+        .map(|p| &p.state)
+        .filter(|p| p.status == Status::False)
+        .or_else(|| {
+            reachable
+                .as_ref()
+                .filter(|r| r.status == Status::False && needs_public_issuer(trust))
+        });
     let ready = match (&synced.status, blocking) {
         (Status::True, None) => State::new(
             ConditionType::Ready,
@@ -106,6 +124,7 @@ pub fn compute(
     };
     let mut states = vec![ready];
     states.extend(reachable);
+    states.extend(published.map(|p| p.state.clone()));
     states.push(synced);
     let mut status = FederatedTrustStatus {
         conditions: conditions::to_conditions(
@@ -121,6 +140,14 @@ pub fn compute(
     };
     if let Some(Reachability::Reachable { jwks_uri }) = reachability {
         status.jwks_uri = Some(jwks_uri.clone());
+    }
+    match published {
+        Some(Published {
+            status: Some(publication),
+            ..
+        }) => status.publication = Some(publication.clone()),
+        Some(_) => {}
+        None => status.publication = None,
     }
     if let Sync::Synced(plan, object) = sync {
         status.issuer = Some(plan.issuer.clone());
@@ -175,6 +202,7 @@ pub fn changed(previous: Option<&FederatedTrustStatus>, next: &FederatedTrustSta
             s.aws.clone(),
             s.gcp.clone(),
             s.azure.clone(),
+            s.publication.clone(),
         )
     };
     !conditions::same(&previous.conditions, &next.conditions) || outputs(previous) != outputs(next)
@@ -231,6 +259,7 @@ mod tests {
             &t,
             &Sync::Synced(&plan, Object::Aws(provider)),
             Some(&reachable),
+            None,
             at(10),
         );
         assert_eq!(condition(&status, "Ready"), ("True", "Reconciled"));
@@ -264,6 +293,7 @@ mod tests {
             &t,
             &Sync::Synced(&plan, Object::Aws(provider)),
             Some(&unreachable),
+            None,
             at(10),
         );
         assert_eq!(condition(&status, "CloudSynced").0, "True");
@@ -282,6 +312,7 @@ mod tests {
             &gcp,
             &Sync::Synced(&plan, Object::Gcp(state)),
             Some(&unreachable),
+            None,
             at(10),
         );
         assert_eq!(condition(&status, "IssuerReachable").0, "False");
@@ -302,13 +333,19 @@ mod tests {
             created: true,
             client_ids: Vec::new(),
         };
-        let first = compute(&t, &Sync::Synced(&plan, Object::Aws(provider)), None, at(1));
+        let first = compute(
+            &t,
+            &Sync::Synced(&plan, Object::Aws(provider)),
+            None,
+            None,
+            at(1),
+        );
         t.status = Some(first.clone());
         let failed = Sync::Failed {
             reason: Reason::AccessDenied,
             message: "denied".to_owned(),
         };
-        let second = compute(&t, &failed, None, at(2));
+        let second = compute(&t, &failed, None, None, at(2));
         assert!(changed(Some(&first), &second));
         assert_eq!(condition(&second, "Ready"), ("False", "AccessDenied"));
         assert_eq!(
@@ -316,6 +353,74 @@ mod tests {
             "the provider ARN stays for the cleanup"
         );
         t.status = Some(second.clone());
-        assert!(!changed(Some(&second), &compute(&t, &failed, None, at(3))));
+        assert!(!changed(
+            Some(&second),
+            &compute(&t, &failed, None, None, at(3))
+        ));
+    }
+
+    #[test]
+    fn a_failed_publication_blocks_ready_and_a_rotation_does_not() {
+        let mut t = trust(AWS);
+        let plan = plan_of(&t);
+        let provider = OidcProviderState {
+            arn: "arn:1".to_owned(),
+            created: true,
+            client_ids: Vec::new(),
+        };
+        let synced = Sync::Synced(&plan, Object::Aws(provider));
+        let publication = PublicationStatus {
+            url: Some("https://oidc.example.com".to_owned()),
+            keys: vec!["new".to_owned()],
+            retiring_keys: vec![passport_crds::federated_trust::RetiringKey {
+                kid: "old".to_owned(),
+                since: "2026-12-01T10:00:00Z".to_owned(),
+                until: "2026-12-01T11:15:00Z".to_owned(),
+            }],
+        };
+        let rotating = Published {
+            state: State::new(
+                ConditionType::IssuerPublished,
+                Status::True,
+                Reason::RotationInProgress,
+                "old until 11:15",
+            ),
+            status: Some(publication.clone()),
+        };
+        let first = compute(&t, &synced, None, Some(&rotating), at(1));
+        assert_eq!(condition(&first, "Ready").0, "True");
+        assert_eq!(
+            condition(&first, "IssuerPublished"),
+            ("True", "RotationInProgress")
+        );
+        assert_eq!(first.publication.as_ref(), Some(&publication));
+        t.status = Some(first.clone());
+
+        let failed = Published {
+            state: State::new(
+                ConditionType::IssuerPublished,
+                Status::False,
+                Reason::PublishFailed,
+                "AccessDenied",
+            ),
+            status: None,
+        };
+        let second = compute(&t, &synced, None, Some(&failed), at(2));
+        assert_eq!(condition(&second, "Ready"), ("False", "PublishFailed"));
+        assert_eq!(
+            second.publication, first.publication,
+            "a failure keeps what was published, and when each key started to retire"
+        );
+        assert!(changed(Some(&first), &second));
+        t.status = Some(second);
+        // Without spec.issuer.publish there is no condition and no publication.
+        let third = compute(&t, &synced, None, None, at(3));
+        assert!(
+            third
+                .conditions
+                .iter()
+                .all(|c| c.type_ != "IssuerPublished")
+        );
+        assert_eq!(third.publication, None);
     }
 }
