@@ -190,8 +190,12 @@ NEEDS_A_PERSON = {
     "AccessDenied",
     "NotOwned",
     "CloudRejected",
+    # IssuerPublished=False: Ready carries them (issuer publishing).
+    "PublishFailed",
+    "IssuerMismatch",
 }
-OTHERS = {"Reconciled", "Deleting"}
+# Reasons of True conditions only (IssuerPublished), or of a deletion.
+OTHERS = {"Reconciled", "Deleting", "Published", "RotationInProgress"}
 
 
 def passport_reasons():
