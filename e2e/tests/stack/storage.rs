@@ -10,6 +10,29 @@ mod s3;
 
 use reqwest::StatusCode;
 
+/// A JWT self-signed with a service-account `key` of the GCP fake (what Google's clients send
+/// with a service-account key and no token exchange), for `aud`.
+pub(crate) fn self_signed(key: &serde_json::Value, sa: &str, aud: &str) -> anyhow::Result<String> {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = key["private_key_id"].as_str().map(str::to_owned);
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims =
+        serde_json::json!({ "iss": sa, "sub": sa, "aud": aud, "iat": now, "exp": now + 600 });
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(
+        key["private_key"].as_str().unwrap_or_default().as_bytes(),
+    )?;
+    Ok(jsonwebtoken::encode(&header, &claims, &encoding)?)
+}
+
+/// A Cloud Storage token for the GCP fake's service account `sa`.
+pub(crate) fn storage_jwt(fake: &passport_e2e::gcp::GcpFake, sa: &str) -> anyhow::Result<String> {
+    self_signed(
+        &fake.service_account_key(sa)?,
+        sa,
+        "https://storage.googleapis.com/",
+    )
+}
+
 /// Status, headers and body of a response.
 pub(crate) struct Answer {
     pub status: StatusCode,

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use passport_e2e::{
     gcp::{GcpFake, GcpOptions},
     tls::Ca,
@@ -26,16 +25,6 @@ struct Env {
 }
 
 /// A JWT self-signed with a key of `SA` for `aud` (AIP-4111), as google-cloud-auth makes them.
-fn self_signed(key: &Value, aud: &str) -> anyhow::Result<String> {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = key["private_key_id"].as_str().map(str::to_owned);
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({ "iss": SA, "sub": SA, "aud": aud, "iat": now, "exp": now + 600 });
-    let encoding =
-        EncodingKey::from_rsa_pem(key["private_key"].as_str().unwrap_or_default().as_bytes())?;
-    Ok(jsonwebtoken::encode(&header, &claims, &encoding)?)
-}
-
 impl Env {
     async fn start() -> anyhow::Result<Self> {
         let ca = Arc::new(Ca::new()?);
@@ -47,7 +36,7 @@ impl Env {
         .await?;
         let key = fake.service_account_key(SA)?;
         Ok(Self {
-            token: self_signed(&key, "https://storage.googleapis.com/")?,
+            token: super::self_signed(&key, SA, "https://storage.googleapis.com/")?,
             url: fake.storage_url(),
             http: ca.client()?,
             fake,
@@ -116,7 +105,12 @@ async fn gcs_writes_need_a_bearer_token_for_storage() -> anyhow::Result<()> {
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reason(&garbage), "authError");
     let key = env.fake.service_account_key(SA)?;
-    let for_iam = insert(Some(self_signed(&key, "https://iam.googleapis.com/")?)).await?;
+    let for_iam = insert(Some(super::self_signed(
+        &key,
+        SA,
+        "https://iam.googleapis.com/",
+    )?))
+    .await?;
     assert_eq!(for_iam.status, StatusCode::UNAUTHORIZED);
 
     let created = env.insert_bucket("issuer-docs").await?;

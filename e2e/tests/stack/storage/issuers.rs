@@ -42,17 +42,7 @@ impl Bucket {
                 .service_account(SA),
         )
         .await?;
-        let key = fake.service_account_key(SA)?;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = key["private_key_id"].as_str().map(str::to_owned);
-        let now = jsonwebtoken::get_current_timestamp();
-        let token = jsonwebtoken::encode(
-            &header,
-            &json!({ "iss": SA, "sub": SA, "aud": "https://storage.googleapis.com/", "iat": now, "exp": now + 600 }),
-            &jsonwebtoken::EncodingKey::from_rsa_pem(
-                key["private_key"].as_str().unwrap_or_default().as_bytes(),
-            )?,
-        )?;
+        let token = super::storage_jwt(&fake, SA)?;
         let bucket = Self {
             fake,
             http: ca.client()?,

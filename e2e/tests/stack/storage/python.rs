@@ -11,7 +11,7 @@ use passport_e2e::{
     gcp::{GcpFake, GcpOptions},
     tls::Ca,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const GCS_SCRIPT: &str = r#"
 import json, sys
@@ -97,17 +97,7 @@ async fn google_cloud_storage_for_python_uploads_and_reads_back() -> anyhow::Res
             .service_account(SA),
     )
     .await?;
-    let key = fake.service_account_key(SA)?;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = key["private_key_id"].as_str().map(str::to_owned);
-    let now = jsonwebtoken::get_current_timestamp();
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({ "iss": SA, "sub": SA, "aud": "https://storage.googleapis.com/", "iat": now, "exp": now + 600 }),
-        &jsonwebtoken::EncodingKey::from_rsa_pem(
-            key["private_key"].as_str().unwrap_or_default().as_bytes(),
-        )?,
-    )?;
+    let token = super::storage_jwt(&fake, SA)?;
     let ca_path = ca_file(&ca, "gcs")?;
     let ca_path = ca_path.display().to_string();
     let url = fake.storage_url();
