@@ -453,7 +453,7 @@ pub struct PublicationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The key IDs of the published JWKS that the cluster still signs or verifies with.
-    // Always written, empty too: status is written as a merge patch, which keeps what it omits.
+    // Always written, empty too: `keys: []` says the publication holds none of the cluster's.
     #[serde(default)]
     pub keys: Vec<String>,
     /// Keys the cluster no longer has, still published until the tokens signed with them have
@@ -517,5 +517,10 @@ impl FederatedTrustSpec {
             self.azure.is_some(),
             self.oidc.is_some(),
         )
+    }
+
+    /// `spec.issuer.url`; None means "read it from the API server" (with or without `publish`).
+    pub fn issuer_url(&self) -> Option<&str> {
+        self.issuer.as_ref().and_then(|i| i.url.as_deref())
     }
 }

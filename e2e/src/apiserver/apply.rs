@@ -1,7 +1,8 @@
 //! Server-side apply, reduced to what controllers and `kubectl apply --server-side` observe:
 //! each Apply manager's fields are recorded in `metadata.managedFields` (FieldsV1); re-applying
 //! without a field it applied before removes it (unless another applier owns it); applying a
-//! different value to a field another applier owns is a 409 conflict unless `force=true`.
+//! different value to a field another applier owns is a 409 conflict unless `force=true`; a map
+//! the removal leaves empty goes too, unless something else still sets a field in it.
 //! Lists are atomic (no merge keys), and Update operations are not recorded as managers.
 
 use std::collections::BTreeSet;
@@ -188,9 +189,26 @@ pub fn apply(
         .filter(|e| e.manager == manager && e.subresource == subresource)
         .flat_map(|e| e.paths.iter().cloned())
         .collect();
+    // A map is owned with its members (FieldsV1's `.`): one left empty by the removal goes
+    // too, unless the applied configuration or another applier still has something in it.
+    let kept = |parent: &[String]| {
+        mine.iter()
+            .chain(others.iter().copied())
+            .any(|p| p.starts_with(parent))
+    };
     for path in previously.difference(&mine) {
         if !others.contains(path) {
             remove(&mut merged, path);
+            for depth in (1..path.len()).rev() {
+                let parent = &path[..depth];
+                let empty = get(&merged, parent)
+                    .and_then(Value::as_object)
+                    .is_some_and(Map::is_empty);
+                if !empty || kept(parent) {
+                    break;
+                }
+                remove(&mut merged, parent);
+            }
         }
     }
 
@@ -300,6 +318,39 @@ mod tests {
             "v1",
         )?;
         assert_eq!(third["data"]["x"], "9");
+        Ok(())
+    }
+
+    #[test]
+    fn a_map_left_empty_by_the_removal_goes_with_its_fields() -> Result<(), ApiError> {
+        let apply_status = |current: &Value, manager: &str, status: &str| {
+            let body = format!(r#"{{"metadata":{{"name":"a"}},"status":{status}}}"#);
+            apply(
+                Some(current),
+                body.as_bytes(),
+                manager,
+                false,
+                Some("status"),
+                "v1",
+            )
+        };
+        let created = json!({"metadata": {"name": "a"}, "spec": {"x": 1}});
+        let first = apply_status(
+            &created,
+            "m1",
+            r#"{"ready":true,"publication":{"url":"u","keys":["k"]}}"#,
+        )?;
+        let second = apply_status(&first, "m1", r#"{"ready":true}"#)?;
+        assert_eq!(second["status"], json!({ "ready": true }));
+        assert_eq!(
+            second["spec"],
+            json!({ "x": 1 }),
+            "the spec is not the status's"
+        );
+        // A map another applier still sets a field in stays, with that field.
+        let shared = apply_status(&first, "m2", r#"{"publication":{"note":"n"}}"#)?;
+        let third = apply_status(&shared, "m1", r#"{"ready":true}"#)?;
+        assert_eq!(third["status"]["publication"], json!({ "note": "n" }));
         Ok(())
     }
 }

@@ -53,6 +53,28 @@ impl Accounts {
             accounts: names.iter().map(|n| (n.clone(), BTreeMap::new())).collect(),
         }
     }
+
+    /// Seeds a container with anonymous reads of its blobs (`x-ms-blob-public-access: blob`);
+    /// false when the account is unknown or the container exists.
+    pub(super) fn seed_public(&mut self, account: &str, container: &str) -> bool {
+        let Some(containers) = self.accounts.get_mut(account) else {
+            return false;
+        };
+        if containers.contains_key(container) {
+            return false;
+        }
+        let now = Timestamp::now();
+        containers.insert(
+            container.to_owned(),
+            Container {
+                public: PublicAccess::Blob,
+                created: now,
+                etag: etag(container.as_bytes(), now),
+                blobs: BTreeMap::new(),
+            },
+        );
+        true
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -370,6 +370,13 @@ impl AzureFake {
         format!("{}/{account}", self.blob.url())
     }
 
+    /// Creates a container of a seeded storage account whose blobs anyone may read (Create
+    /// Container with `x-ms-blob-public-access: blob`); false when the account is unknown or the
+    /// container exists.
+    pub fn create_public_container(&self, account: &str, container: &str) -> bool {
+        self.shared.blobs().seed_public(account, container)
+    }
+
     /// Faults for Blob Storage.
     pub fn blob_faults(&self) -> &Faults {
         &self.blob_faults

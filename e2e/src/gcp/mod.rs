@@ -264,6 +264,12 @@ impl GcpFake {
         self.storage.url()
     }
 
+    /// Creates a Cloud Storage bucket of project `project_number` whose objects anyone may read
+    /// (what `buckets.insert` then `setIamPolicy` with `allUsers` do); false when it exists.
+    pub fn create_public_bucket(&self, name: &str, project_number: &str) -> bool {
+        self.shared.storage().seed_public(name, project_number)
+    }
+
     /// The fault queue in front of Cloud Storage (answered in the JSON API's error shape).
     pub fn storage_faults(&self) -> &Faults {
         &self.storage_faults

@@ -69,6 +69,27 @@ struct Bucket {
     objects: BTreeMap<String, Object>,
 }
 
+impl Buckets {
+    /// Seeds a bucket whose objects anyone may read (`allUsers` as
+    /// `roles/storage.objectViewer`), what a published issuer needs; false when it exists.
+    pub(crate) fn seed_public(&mut self, name: &str, project_number: &str) -> bool {
+        if self.buckets.contains_key(name) {
+            return false;
+        }
+        self.buckets.insert(
+            name.to_owned(),
+            Bucket {
+                project_number: project_number.to_owned(),
+                created: Timestamp::now(),
+                bindings: vec![(READER_ROLES[0].to_owned(), vec!["allUsers".to_owned()])],
+                policy_version: 1,
+                objects: BTreeMap::new(),
+            },
+        );
+        true
+    }
+}
+
 impl Bucket {
     fn public(&self) -> bool {
         self.bindings.iter().any(|(role, members)| {

@@ -89,18 +89,32 @@ pub(crate) fn synced_at(
             .any(|c| c.type_ == "CloudSynced" && c.status == "True")
 }
 
-/// Merge-patches `status`; false when the object is gone meanwhile (nothing to report on).
+/// The field manager of every status Passport writes.
+pub(crate) const STATUS_MANAGER: &str = "passport";
+
+/// Writes `status` with a server-side apply of the status subresource, as the one owner of
+/// the fields it sets: a field Passport set before and leaves out now (an output that became
+/// None, such as `status.publication` once `publish` is removed) is removed, which a merge
+/// patch would keep. False when the object is gone meanwhile (nothing to report on).
 pub(crate) async fn patch_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl serde::Serialize,
 ) -> Result<bool, context::Error>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let patch = serde_json::json!({ "status": status });
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
     match api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            name,
+            &PatchParams::apply(STATUS_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await
     {
         Ok(_) => Ok(true),

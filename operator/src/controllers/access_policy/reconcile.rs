@@ -122,7 +122,8 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
         ));
     }
     let discovered = match &trust {
-        Some(t) if t.spec.issuer.is_none() => ctx.issuer.get().await.ok(),
+        // `issuer: {publish: ...}` without a url publishes the discovered issuer: discover it.
+        Some(t) if t.spec.issuer_url().is_none() => ctx.issuer.get().await.ok(),
         _ => None,
     };
     let plan = desired::build(

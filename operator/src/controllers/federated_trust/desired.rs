@@ -65,10 +65,9 @@ pub fn default_attribute_mapping() -> BTreeMap<String, String> {
 pub fn issuer(trust: &FederatedTrust, discovered: Option<&str>) -> Result<String, Refusal> {
     trust
         .spec
-        .issuer
-        .as_ref()
-        .and_then(|i| i.url.clone())
-        .or_else(|| discovered.map(str::to_owned))
+        .issuer_url()
+        .or(discovered)
+        .map(str::to_owned)
         .ok_or_else(|| {
             Refusal::new(
                 Reason::IssuerUnreachable,

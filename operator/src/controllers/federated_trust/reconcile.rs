@@ -518,7 +518,7 @@ async fn cleanup(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error>
         .status
         .as_ref()
         .and_then(|s| s.issuer.clone())
-        .or_else(|| trust.spec.issuer.as_ref().and_then(|i| i.url.clone()));
+        .or_else(|| trust.spec.issuer_url().map(str::to_owned));
     let result: Result<Option<(String, Deleted)>, CloudError> = async {
         if let (Some(aws), Some(issuer)) = (&trust.spec.aws, &issuer) {
             let still_used = Api::<FederatedTrust>::all(ctx.client.clone())
