@@ -96,15 +96,50 @@ impl Reviewed {
     /// serialising `review` directly.
     pub fn to_wire(&self) -> Result<serde_json::Value, serde_json::Error> {
         use base64::Engine as _;
-        let mut value = serde_json::to_value(&self.review)?;
         let patch = self.review.response.as_ref().and_then(|r| r.patch.as_ref());
-        if let (Some(patch), Some(response)) = (patch, value.get_mut("response")) {
+        let Some(patch) = patch else {
+            return serde_json::to_value(&self.review);
+        };
+        // Serialised without the patch, which serde would write as an array of numbers only to
+        // be replaced: one value per byte of the patch.
+        let mut review = self.review.clone();
+        if let Some(response) = review.response.as_mut() {
+            response.patch = None;
+        }
+        let mut value = serde_json::to_value(&review)?;
+        if let Some(response) = value.get_mut("response") {
             response["patch"] = base64::engine::general_purpose::STANDARD
                 .encode(patch)
                 .into();
         }
         Ok(value)
     }
+}
+
+/// The parts of a pod that `mutate` may change, as JSON: `metadata.annotations`,
+/// `spec.volumes`, `spec.containers` and `spec.initContainers` (everything it writes lives
+/// there). The diff of these parts of two pods is the diff of the whole pods, operation for
+/// operation, without serialising the rest of each pod twice.
+fn mutable_parts(pod: &Pod) -> Result<serde_json::Value, serde_json::Error> {
+    use serde_json::{Map, Value, to_value};
+    let mut metadata = Map::new();
+    if let Some(annotations) = &pod.metadata.annotations {
+        metadata.insert("annotations".to_owned(), to_value(annotations)?);
+    }
+    let mut parts = Map::new();
+    parts.insert("metadata".to_owned(), Value::Object(metadata));
+    if let Some(spec) = &pod.spec {
+        let mut changed = Map::new();
+        changed.insert("containers".to_owned(), to_value(&spec.containers)?);
+        if let Some(init) = &spec.init_containers {
+            changed.insert("initContainers".to_owned(), to_value(init)?);
+        }
+        if let Some(volumes) = &spec.volumes {
+            changed.insert("volumes".to_owned(), to_value(volumes)?);
+        }
+        parts.insert("spec".to_owned(), Value::Object(changed));
+    }
+    Ok(Value::Object(parts))
 }
 
 fn pod_display_name(pod: &Pod) -> String {
@@ -116,7 +151,7 @@ fn pod_display_name(pod: &Pod) -> String {
 }
 
 /// Parses `body`, decides with `mutate`, and builds the response AdmissionReview (UID echoed,
-/// JSON patch from `json_patch::diff`, warnings for policies skipped by their conditions).
+/// JSON patch from `json_patch::diff` of the parts `mutate` changes, warnings for policies skipped by their conditions).
 pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, ReviewError> {
     let parsed: AdmissionReview<Pod> = serde_json::from_slice(body).map_err(ReviewError::Parse)?;
     let request: AdmissionRequest<Pod> = parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
@@ -167,8 +202,8 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
             reviewed.decision = Decision::Denied(denial);
         }
         Ok(mutation) => {
-            let before = serde_json::to_value(pod).map_err(ReviewError::Serialize)?;
-            let after = serde_json::to_value(&mutation.pod).map_err(ReviewError::Serialize)?;
+            let before = mutable_parts(pod).map_err(ReviewError::Serialize)?;
+            let after = mutable_parts(&mutation.pod).map_err(ReviewError::Serialize)?;
             let patch = json_patch::diff(&before, &after);
             let mut response = if patch.0.is_empty() {
                 response

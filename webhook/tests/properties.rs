@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, Container, EnvFromSource, EnvVar, Pod, PodSpec, Volume, VolumeMount,
 };
 use passport_crds::AccessPolicy;
-use passport_webhook::{Bindings, mutate};
+use passport_webhook::{Bindings, mutate, review};
 use proptest::prelude::*;
 
 const ENV_NAMES: &[&str] = &[
@@ -144,7 +144,24 @@ proptest! {
         let mutated = mutate(&pod, &bindings).unwrap().pod;
         let mut before = serde_json::to_value(&pod).unwrap();
         let after = serde_json::to_value(&mutated).unwrap();
-        let patch = json_patch::diff(&before, &after);
+        // The patch `review` sends (built from the parts `mutate` changes) turns the whole pod
+        // into the mutated one, exactly as the diff of the whole pods does.
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "operation": "CREATE", "namespace": bindings.namespace.clone(),
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "userInfo": {}, "object": &before,
+            },
+        });
+        let source = |_: &str, _: &str, _: &Pod| bindings.clone();
+        let reviewed = review(body.to_string().as_bytes(), &source).unwrap();
+        let patch: json_patch::Patch = match reviewed.review.response.and_then(|r| r.patch) {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            None => json_patch::Patch(Vec::new()),
+        };
+        prop_assert_eq!(&patch, &json_patch::diff(&before, &after));
         json_patch::patch(&mut before, &patch).unwrap();
         prop_assert_eq!(before, after);
         // Passport only adds to a fresh pod: a patch that removed or replaced something
