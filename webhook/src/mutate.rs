@@ -21,7 +21,9 @@ use crate::trace::{Outcome, StepKind, Trace};
 /// An admitted pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mutation {
-    /// The pod with Passport's injection (equal to the input when nothing applies).
+    /// The pod with Passport's injection (equal to the input when nothing applies). Only its
+    /// annotations, volumes, containers and init containers differ from the input: `review`
+    /// builds the patch from those parts alone.
     pub pod: Pod,
     /// `namespace/name` of the policies whose credentials the pod got.
     pub applied: Vec<String>,

@@ -151,7 +151,8 @@ fn pod_display_name(pod: &Pod) -> String {
 }
 
 /// Parses `body`, decides with `mutate`, and builds the response AdmissionReview (UID echoed,
-/// JSON patch from `json_patch::diff` of the parts `mutate` changes, warnings for policies skipped by their conditions).
+/// JSON patch from `json_patch::diff` of the parts `mutate` changes, warnings for policies
+/// skipped by their conditions).
 pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, ReviewError> {
     let parsed: AdmissionReview<Pod> = serde_json::from_slice(body).map_err(ReviewError::Parse)?;
     let request: AdmissionRequest<Pod> = parsed.try_into().map_err(|_| ReviewError::NoRequest)?;

@@ -63,15 +63,9 @@ impl Accounts {
         if containers.contains_key(container) {
             return false;
         }
-        let now = Timestamp::now();
         containers.insert(
             container.to_owned(),
-            Container {
-                public: PublicAccess::Blob,
-                created: now,
-                etag: etag(container.as_bytes(), now),
-                blobs: BTreeMap::new(),
-            },
+            Container::new(container, PublicAccess::Blob),
         );
         true
     }
@@ -89,6 +83,19 @@ struct Container {
     created: Timestamp,
     etag: String,
     blobs: BTreeMap<String, Blob>,
+}
+
+impl Container {
+    /// An empty container named `name`, created now.
+    fn new(name: &str, public: PublicAccess) -> Self {
+        let created = Timestamp::now();
+        Self {
+            public,
+            created,
+            etag: etag(name.as_bytes(), created),
+            blobs: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -415,17 +422,9 @@ impl Call<'_> {
                 "The specified container already exists.",
             ));
         }
-        let now = Timestamp::now();
-        let tag = etag(container.as_bytes(), now);
-        containers.insert(
-            container.to_owned(),
-            Container {
-                public,
-                created: now,
-                etag: tag.clone(),
-                blobs: BTreeMap::new(),
-            },
-        );
+        let created = Container::new(container, public);
+        let (tag, now) = (created.etag.clone(), created.created);
+        containers.insert(container.to_owned(), created);
         Ok(self.created(&tag, now))
     }
 

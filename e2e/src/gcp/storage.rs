@@ -76,21 +76,25 @@ impl Buckets {
         if self.buckets.contains_key(name) {
             return false;
         }
-        self.buckets.insert(
-            name.to_owned(),
-            Bucket {
-                project_number: project_number.to_owned(),
-                created: Timestamp::now(),
-                bindings: vec![(READER_ROLES[0].to_owned(), vec!["allUsers".to_owned()])],
-                policy_version: 1,
-                objects: BTreeMap::new(),
-            },
-        );
+        let mut bucket = Bucket::new(project_number.to_owned());
+        bucket.bindings = vec![(READER_ROLES[0].to_owned(), vec!["allUsers".to_owned()])];
+        self.buckets.insert(name.to_owned(), bucket);
         true
     }
 }
 
 impl Bucket {
+    /// An empty bucket, created now, with no IAM bindings.
+    fn new(project_number: String) -> Self {
+        Self {
+            project_number,
+            created: Timestamp::now(),
+            bindings: Vec::new(),
+            policy_version: 1,
+            objects: BTreeMap::new(),
+        }
+    }
+
     fn public(&self) -> bool {
         self.bindings.iter().any(|(role, members)| {
             READER_ROLES.contains(&role.as_str()) && members.iter().any(|m| m == "allUsers")
@@ -406,13 +410,7 @@ fn insert_bucket(shared: &Shared, req: &Req) -> Result<Value, StorageError> {
             "Your previous request to create the named bucket succeeded and you already own it.",
         ));
     }
-    let bucket = Bucket {
-        project_number,
-        created: Timestamp::now(),
-        bindings: Vec::new(),
-        policy_version: 1,
-        objects: BTreeMap::new(),
-    };
+    let bucket = Bucket::new(project_number);
     let out = bucket_json(name, &bucket, &req.base);
     buckets.buckets.insert(name.to_owned(), bucket);
     Ok(out)

@@ -109,8 +109,13 @@ fn kids(jwks: &[u8]) -> Vec<String> {
 /// An AWS trust publishing to `store` (`s3: {...}`, `gcs: {...}` or `azureBlob: {...}`).
 fn trust_yaml(name: &str, store: &str, public_url: Option<&str>) -> String {
     let public = public_url.map_or(String::new(), |u| format!(", publicUrl: '{u}'"));
+    aws_trust_yaml(name, &format!("{{publish: {{{store}{public}}}}}"))
+}
+
+/// An AWS trust with `issuer` as its `spec.issuer`, for namespaces labelled with its name.
+fn aws_trust_yaml(name: &str, issuer: &str) -> String {
     format!(
-        "metadata: {{name: {name}}}\nspec:\n  issuer:\n    publish: {{{store}{public}}}\n  aws: {{accountId: '{ACCOUNT_ID}'}}\n  namespaceSelector: {{matchLabels: {{{TRUST_LABEL}: {name}}}}}\n"
+        "metadata: {{name: {name}}}\nspec:\n  issuer: {issuer}\n  aws: {{accountId: '{ACCOUNT_ID}'}}\n  namespaceSelector: {{matchLabels: {{{TRUST_LABEL}: {name}}}}}\n"
     )
 }
 
@@ -230,16 +235,13 @@ async fn published(h: &Harness, client: &Client, id: &str) -> (String, String, S
     let name = format!("publish-{id}");
     let bucket_name = format!("issuer-{id}");
     let base = format!("{}/{id}", bucket(h, &bucket_name).await);
-    apply_trust(
-        client,
-        &trust_yaml(&name, &s3_store(&bucket_name, id), Some(&issuer)),
-    )
-    .await;
-    wait_published(client, &name).await;
+    publish(client, &name, &s3_store(&bucket_name, id), &issuer).await;
     (name, base, issuer)
 }
 
-async fn wait_published(client: &Client, name: &str) -> FederatedTrust {
+/// Applies a trust publishing to `store` at `public_url` and waits until it is published.
+async fn publish(client: &Client, name: &str, store: &str, public_url: &str) -> FederatedTrust {
+    apply_trust(client, &trust_yaml(name, store, Some(public_url))).await;
     wait_trust(client, name, "IssuerPublished", |t| {
         trust_condition(t, "IssuerPublished").0 == "True"
     })
@@ -305,8 +307,7 @@ async fn the_issuer_is_published_to_cloud_storage_and_blob_storage() {
             .create_public_bucket(&bucket, GCP_PROJECT_NUMBER)
     );
     let store = format!("gcs: {{bucket: {bucket}, prefix: {id}}}");
-    apply_trust(&client, &trust_yaml(&gcs, &store, Some(&issuer))).await;
-    wait_published(&client, &gcs).await;
+    publish(&client, &gcs, &store, &issuer).await;
     let base = format!("{}/{bucket}/{id}", h.stack.gcp.storage_url());
     assert_published(h, &client, &gcs, &base, &issuer).await;
 
@@ -321,8 +322,7 @@ async fn the_issuer_is_published_to_cloud_storage_and_blob_storage() {
     let account_url = h.stack.azure.blob_account_url(AZURE_STORAGE_ACCOUNT);
     let store =
         format!("azureBlob: {{accountUrl: '{account_url}', container: {container}, prefix: {id}}}");
-    apply_trust(&client, &trust_yaml(&blob, &store, Some(&issuer))).await;
-    wait_published(&client, &blob).await;
+    publish(&client, &blob, &store, &issuer).await;
     let base = format!("{account_url}/{container}/{id}");
     assert_published(h, &client, &blob, &base, &issuer).await;
 
@@ -330,9 +330,7 @@ async fn the_issuer_is_published_to_cloud_storage_and_blob_storage() {
     // its status (what it published stays in the container; docs/issuer-publishing.md).
     apply_trust(
         &client,
-        &format!(
-            "metadata: {{name: {blob}}}\nspec:\n  issuer: {{url: '{issuer}'}}\n  aws: {{accountId: '{ACCOUNT_ID}'}}\n  namespaceSelector: {{matchLabels: {{{TRUST_LABEL}: {blob}}}}}\n"
-        ),
+        &aws_trust_yaml(&blob, &format!("{{url: '{issuer}'}}")),
     )
     .await;
     let trust = wait_trust(&client, &blob, "without a publication", |t| {
