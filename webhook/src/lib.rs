@@ -11,11 +11,12 @@ pub mod fuzzing;
 pub mod grants;
 mod inject;
 pub mod mutate;
+pub mod patch;
 pub mod review;
 pub mod trace;
 
 pub use bindings::{Bindings, EnvSources, PolicyBinding};
 pub use config::{CompatConfig, Config};
 pub use mutate::{Denial, Mutation, SkippedPolicy, mutate, service_account};
-pub use review::{BindingsSource, Decision, ReviewError, Reviewed, review};
+pub use review::{Admission, BindingsSource, Decision, ReviewError, Reviewed, review};
 pub use trace::{Outcome, Step, StepKind, Trace};

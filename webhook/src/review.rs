@@ -1,6 +1,8 @@
 //! `review`: AdmissionReview JSON in, AdmissionReview out, around `mutate`. Pure like it: the
-//! caller passes a `BindingsSource` that answers from memory. Malformed input is a
-//! `ReviewError` the server maps to HTTP 400, never a panic.
+//! caller passes a `BindingsSource` that answers from memory. The server, which looks bindings
+//! up asynchronously, takes the same path in two steps: `Admission::parse` (the one parse),
+//! then `Admission::decide`. Malformed input is a `ReviewError` the server maps to HTTP 400,
+//! never a panic.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
@@ -8,7 +10,7 @@ use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
 };
 
-use crate::mutate::{Denial, SkippedPolicy, mutate, service_account};
+use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate, service_account};
 use crate::{Bindings, Trace};
 
 /// Looks up the bindings of one pod; the server answers from its reflector stores.
@@ -116,32 +118,6 @@ impl Reviewed {
     }
 }
 
-/// The parts of a pod that `mutate` may change, as JSON: `metadata.annotations`,
-/// `spec.volumes`, `spec.containers` and `spec.initContainers` (everything it writes lives
-/// there). The diff of these parts of two pods is the diff of the whole pods, operation for
-/// operation, without serialising the rest of each pod twice.
-fn mutable_parts(pod: &Pod) -> Result<serde_json::Value, serde_json::Error> {
-    use serde_json::{Map, Value, to_value};
-    let mut metadata = Map::new();
-    if let Some(annotations) = &pod.metadata.annotations {
-        metadata.insert("annotations".to_owned(), to_value(annotations)?);
-    }
-    let mut parts = Map::new();
-    parts.insert("metadata".to_owned(), Value::Object(metadata));
-    if let Some(spec) = &pod.spec {
-        let mut changed = Map::new();
-        changed.insert("containers".to_owned(), to_value(&spec.containers)?);
-        if let Some(init) = &spec.init_containers {
-            changed.insert("initContainers".to_owned(), to_value(init)?);
-        }
-        if let Some(volumes) = &spec.volumes {
-            changed.insert("volumes".to_owned(), to_value(volumes)?);
-        }
-        parts.insert("spec".to_owned(), Value::Object(changed));
-    }
-    Ok(Value::Object(parts))
-}
-
 fn pod_display_name(pod: &Pod) -> String {
     match (&pod.metadata.name, &pod.metadata.generate_name) {
         (Some(name), _) if !name.is_empty() => name.clone(),
@@ -150,89 +126,166 @@ fn pod_display_name(pod: &Pod) -> String {
     }
 }
 
-/// Parses `body`, decides with `mutate`, and builds the response AdmissionReview (UID echoed,
-/// JSON patch from `json_patch::diff` of the parts `mutate` changes, warnings for policies
-/// skipped by their conditions).
-pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, ReviewError> {
-    let parsed: AdmissionReview<Pod> = serde_json::from_slice(body).map_err(ReviewError::Parse)?;
-    let request: AdmissionRequest<Pod> = parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
-    if request.kind.kind != "Pod" || !request.kind.group.is_empty() || request.kind.version != "v1"
-    {
+/// A parsed pod AdmissionReview, between its one parse and the decision: the server looks the
+/// bindings of `subject` up (from its stores, asynchronously) and then calls `decide`.
+pub struct Admission {
+    request: AdmissionRequest<Pod>,
+    /// For a CREATE (the only operation mutated): the pod, its namespace and service account.
+    create: Option<Create>,
+}
+
+struct Create {
+    pod: Pod,
+    namespace: String,
+    service_account: String,
+}
+
+impl Admission {
+    /// Parses `body`, refusing what is not an AdmissionReview of a v1 Pod (and a CREATE with no
+    /// pod or no namespace).
+    pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
+        let parsed: AdmissionReview<Pod> =
+            serde_json::from_slice(body).map_err(ReviewError::Parse)?;
+        let mut request: AdmissionRequest<Pod> =
+            parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
         let gvk = &request.kind;
-        return Err(ReviewError::NotAPod(format!(
-            "{}/{} {}",
-            gvk.group, gvk.version, gvk.kind
-        )));
-    }
-    let response = AdmissionResponse::from(&request);
-    if request.operation != Operation::Create {
-        // Only CREATE is mutated; other operations (a DELETE has no object) pass untouched.
-        return Ok(Reviewed {
-            review: response.into_review(),
-            decision: Decision::Ignored {
-                operation: format!("{:?}", request.operation),
-            },
-            uid: request.uid.clone(),
-            namespace: request.namespace.clone().unwrap_or_default(),
-            pod: request.name.clone(),
-            service_account: String::new(),
-        });
-    }
-    let pod = request.object.as_ref().ok_or(ReviewError::NoObject)?;
-    let namespace = request
-        .namespace
-        .clone()
-        .or_else(|| pod.metadata.namespace.clone())
-        .filter(|ns| !ns.is_empty())
-        .ok_or(ReviewError::NoNamespace)?;
-    let sa = service_account(pod).to_owned();
-    let mut reviewed = Reviewed {
-        review: response.clone().into_review(),
-        decision: Decision::Ignored {
-            operation: format!("{:?}", request.operation),
-        },
-        uid: request.uid.clone(),
-        namespace,
-        pod: pod_display_name(pod),
-        service_account: sa,
-    };
-    let bindings = source.bindings(&reviewed.namespace, &reviewed.service_account, pod);
-    match mutate(pod, &bindings) {
-        Err(denial) => {
-            reviewed.review = response.deny(&denial.message).into_review();
-            reviewed.decision = Decision::Denied(denial);
+        if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
+            return Err(ReviewError::NotAPod(format!(
+                "{}/{} {}",
+                gvk.group, gvk.version, gvk.kind
+            )));
         }
-        Ok(mutation) => {
-            let before = mutable_parts(pod).map_err(ReviewError::Serialize)?;
-            let after = mutable_parts(&mutation.pod).map_err(ReviewError::Serialize)?;
-            let patch = json_patch::diff(&before, &after);
-            let mut response = if patch.0.is_empty() {
-                response
-            } else {
-                response.with_patch(patch).map_err(ReviewError::Patch)?
-            };
-            if !mutation.skipped.is_empty() {
-                response.warnings = Some(
-                    mutation
-                        .skipped
-                        .iter()
-                        .map(|s| {
-                            format!(
-                                "Passport: no credentials from AccessPolicy {}: {}",
-                                s.policy, s.reason
-                            )
-                        })
-                        .collect(),
-                );
+        if request.operation != Operation::Create {
+            // Other operations (a DELETE has no object) pass untouched.
+            return Ok(Self {
+                request,
+                create: None,
+            });
+        }
+        let pod = request.object.take().ok_or(ReviewError::NoObject)?;
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| pod.metadata.namespace.clone())
+            .filter(|ns| !ns.is_empty())
+            .ok_or(ReviewError::NoNamespace)?;
+        let service_account = service_account(&pod).to_owned();
+        Ok(Self {
+            request,
+            create: Some(Create {
+                pod,
+                namespace,
+                service_account,
+            }),
+        })
+    }
+
+    /// The namespace and service account whose bindings `decide` needs; None when there is
+    /// nothing to decide (not a CREATE).
+    pub fn subject(&self) -> Option<(&str, &str)> {
+        self.create
+            .as_ref()
+            .map(|c| (c.namespace.as_str(), c.service_account.as_str()))
+    }
+
+    /// The pod of a CREATE.
+    pub fn pod(&self) -> Option<&Pod> {
+        self.create.as_ref().map(|c| &c.pod)
+    }
+
+    /// Whether the request is a dry run (`kubectl apply --dry-run=server`): persisted nowhere.
+    pub fn dry_run(&self) -> bool {
+        self.request.dry_run
+    }
+
+    /// Decides with `mutate` and builds the response AdmissionReview: UID echoed, the JSON
+    /// patch of the mutation (`patch::diff`), warnings for policies skipped by their
+    /// conditions. `bindings` is not read for anything but a CREATE.
+    pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
+        let response = AdmissionResponse::from(&self.request);
+        let request = self.request;
+        let Some(Create {
+            pod,
+            namespace,
+            service_account,
+        }) = self.create
+        else {
+            return Ok(Reviewed {
+                review: response.into_review(),
+                decision: Decision::Ignored {
+                    operation: format!("{:?}", request.operation),
+                },
+                uid: request.uid,
+                namespace: request.namespace.unwrap_or_default(),
+                pod: request.name,
+                service_account: String::new(),
+            });
+        };
+        let display = pod_display_name(&pod);
+        let (review, decision) = match mutate(&pod, bindings) {
+            Err(denial) => (
+                response.deny(&denial.message).into_review(),
+                Decision::Denied(denial),
+            ),
+            Ok(Mutation {
+                pod: mutated,
+                applied,
+                skipped,
+                compat,
+                trace,
+            }) => {
+                let patch = crate::patch::diff(pod, mutated).map_err(ReviewError::Serialize)?;
+                let mut response = if patch.0.is_empty() {
+                    response
+                } else {
+                    response.with_patch(patch).map_err(ReviewError::Patch)?
+                };
+                if !skipped.is_empty() {
+                    response.warnings = Some(
+                        skipped
+                            .iter()
+                            .map(|s| {
+                                format!(
+                                    "Passport: no credentials from AccessPolicy {}: {}",
+                                    s.policy, s.reason
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+                let decision = Decision::Admitted {
+                    applied,
+                    skipped,
+                    compat,
+                    trace,
+                };
+                (response.into_review(), decision)
             }
-            reviewed.review = response.into_review();
-            reviewed.decision = Decision::Admitted {
-                applied: mutation.applied,
-                skipped: mutation.skipped,
-                compat: mutation.compat,
-                trace: mutation.trace,
-            };
-        }
+        };
+        Ok(Reviewed {
+            review,
+            decision,
+            uid: request.uid,
+            namespace,
+            pod: display,
+            service_account,
+        })
     }
-    Ok(reviewed)
+}
+
+/// Parses `body`, looks the pod's bindings up in `source`, and decides (`Admission`).
+pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, ReviewError> {
+    let admission = Admission::parse(body)?;
+    let bindings = match (admission.subject(), admission.pod()) {
+        (Some((namespace, service_account)), Some(pod)) => {
+            source.bindings(namespace, service_account, pod)
+        }
+        // Not read for anything but a CREATE.
+        _ => Bindings::new(
+            "",
+            jiff::Timestamp::UNIX_EPOCH,
+            std::sync::Arc::new(crate::Config::new("")),
+        ),
+    };
+    admission.decide(&bindings)
 }

@@ -1,5 +1,6 @@
 //! Properties of `mutate` over generated pods and bindings: mutating twice equals mutating
-//! once (reinvocation), and the JSON patch `review` would send applies to its input.
+//! once (reinvocation), and the JSON patch `review` would send applies to its input; and
+//! `patch::diff` of any two pods is `json_patch::diff` of the pods serialised.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -168,6 +169,35 @@ proptest! {
         // could drop fields the typed Pod does not know.
         for op in &patch.0 {
             prop_assert!(matches!(op, json_patch::PatchOperation::Add(_)), "{:?}", op);
+        }
+    }
+
+    #[test]
+    fn the_typed_diff_is_the_json_diff(
+        pod in pods(), other in pods(), bindings in bindings(), cut in any::<bool>()
+    ) {
+        let mutated = mutate(&pod, &bindings).unwrap().pod;
+        // Passport's additions, the way back (removals), a Passport volume brought up to date
+        // and a container changed elsewhere (only a reinvocation does that), and two unrelated
+        // pods (everything differs).
+        let mut changed = mutated.clone();
+        if let Some(spec) = changed.spec.as_mut() {
+            if let Some(volume) = spec.volumes.iter_mut().flatten().last() {
+                volume.empty_dir = Some(Default::default());
+            }
+            if cut {
+                spec.containers[0].image = None;
+                spec.containers[0].env = None;
+            }
+        }
+        let pairs = [(&pod, &mutated), (&mutated, &pod), (&mutated, &changed), (&pod, &other)];
+        for (before, after) in pairs {
+            let typed = passport_webhook::patch::diff(before.clone(), after.clone()).unwrap();
+            let json = json_patch::diff(
+                &serde_json::to_value(before).unwrap(),
+                &serde_json::to_value(after).unwrap(),
+            );
+            prop_assert_eq!(typed, json);
         }
     }
 }

@@ -10,6 +10,10 @@ use axum_server::tls_rustls::RustlsConfig;
 use clap::Parser as _;
 use passport_operator::webhook;
 
+/// The allocator of `passport` (operator/src/main.rs), so that both sides measure one stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve a webhook that allows every pod unchanged (a benchmark baseline, not for clusters).
 #[derive(Debug, clap::Parser)]
 #[command(name = "passport-null-webhook", version)]

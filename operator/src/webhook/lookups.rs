@@ -157,6 +157,11 @@ impl Lookups {
             && self.service_accounts.wait_until_ready().await.is_ok()
     }
 
+    /// No bindings, for a request that is not a CREATE (nothing is decided for it).
+    pub fn no_bindings(&self, now: jiff::Timestamp) -> Bindings {
+        Bindings::new("", now, self.config.clone())
+    }
+
     /// The bindings for a pod of `service_account` in `namespace`.
     pub async fn bindings(
         &self,
@@ -168,7 +173,7 @@ impl Lookups {
             .policies
             .state()
             .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
             .collect();
         let names_sa =
             |p: &Arc<AccessPolicy>| p.spec.service_accounts.iter().any(|s| s == service_account);

@@ -14,50 +14,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
-use passport_webhook::{Decision, ReviewError, Reviewed};
+use passport_webhook::{Decision, Reviewed, Trace};
 
 use super::lookups::Lookups;
 use crate::{audit, metrics::Metrics};
-
-/// The few fields of an AdmissionReview the handler reads before the review: serde skips the
-/// rest without building it (a typed Pod would be a second full parse).
-#[derive(serde::Deserialize)]
-struct Peek {
-    request: Option<PeekRequest>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PeekRequest {
-    #[serde(default)]
-    operation: String,
-    namespace: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-    object: Option<PeekPod>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct PeekPod {
-    metadata: Option<PeekMeta>,
-    spec: Option<PeekSpec>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct PeekMeta {
-    namespace: Option<String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct PeekSpec {
-    service_account_name: Option<String>,
-    service_account: Option<String>,
-}
 
 /// What the handler needs.
 pub struct WebhookState {
@@ -83,67 +45,38 @@ fn bad_request(message: String) -> Response {
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
     let started = Instant::now();
-    // The pod's namespace and service account, to look its bindings up before the pure review
-    // (which parses and checks the whole review itself).
-    let peeked: Peek = match serde_json::from_slice(&body) {
-        Ok(peeked) => peeked,
+    // One parse; the bindings are looked up between it and the pure decision.
+    let admission = match passport_webhook::Admission::parse(&body) {
+        Ok(admission) => admission,
         Err(error) => {
             state.metrics.admission("invalid", started.elapsed());
-            return bad_request(format!("the body is not an AdmissionReview: {error}"));
+            return bad_request(error.to_string());
         }
+    };
+    let now = jiff::Timestamp::now();
+    let bindings = match admission.subject() {
+        Some((namespace, service_account)) => {
+            state
+                .lookups
+                .bindings(namespace, service_account, now)
+                .await
+        }
+        // Not a CREATE: nothing is looked up or decided.
+        None => state.lookups.no_bindings(now),
     };
     // A dry run (`kubectl apply --dry-run=server`) must have no side effects (`sideEffects:
     // None`): its decision is audited, but it publishes no Event.
-    let dry_run = peeked.request.as_ref().is_some_and(|r| r.dry_run);
-    let (namespace, service_account) = match peeked.request {
-        // Only a CREATE is mutated: no lookups for the others.
-        Some(request) if request.operation == "CREATE" => {
-            let pod = request.object.unwrap_or_default();
-            let namespace = request
-                .namespace
-                .or(pod.metadata.and_then(|m| m.namespace))
-                .unwrap_or_default();
-            let sa = pod
-                .spec
-                .and_then(|s| s.service_account_name.or(s.service_account))
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| "default".to_owned());
-            (namespace, sa)
-        }
-        _ => (String::new(), String::new()),
-    };
-    let bindings = if namespace.is_empty() {
-        None
-    } else {
-        Some(
-            state
-                .lookups
-                .bindings(&namespace, &service_account, jiff::Timestamp::now())
-                .await,
-        )
-    };
-    let source = |ns: &str, _sa: &str, _pod: &Pod| match &bindings {
-        Some(b) => b.clone(),
-        None => passport_webhook::Bindings::new(
-            ns,
-            jiff::Timestamp::now(),
-            Arc::new(passport_webhook::Config::new("")),
-        ),
-    };
-    let reviewed = match passport_webhook::review(&body, &source) {
+    let dry_run = admission.dry_run();
+    let reviewed = match admission.decide(&bindings) {
         Ok(reviewed) => reviewed,
         // Passport's own failures are its fault, not the request's.
-        Err(error @ (ReviewError::Serialize(_) | ReviewError::Patch(_))) => {
+        Err(error) => {
             state.metrics.admission("invalid", started.elapsed());
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(serde_json::json!({ "error": error.to_string() })),
             )
                 .into_response();
-        }
-        Err(error) => {
-            state.metrics.admission("invalid", started.elapsed());
-            return bad_request(error.to_string());
         }
     };
     let label = match &reviewed.decision {
@@ -166,52 +99,55 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     }
 }
 
-/// What an audit line records: decision, policies applied, policies skipped (with why), the
-/// compatibility modes that granted, and the trace.
-type Audited<'a> = (
-    &'a str,
-    Vec<String>,
-    Vec<(String, String)>,
-    Vec<String>,
-    String,
-);
+/// `items` joined with commas, without building the string first.
+struct Joined<I>(I);
+
+impl<I, T> std::fmt::Display for Joined<I>
+where
+    I: Iterator<Item = T> + Clone,
+    T: std::fmt::Display,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.clone().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            item.fmt(f)?;
+        }
+        Ok(())
+    }
+}
 
 /// The audit line and Events of a decision that involved a policy (no Events for a dry run).
 fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
-    let (decision, applied, skipped, compat, trace): Audited<'_> = match &reviewed.decision {
-        Decision::Ignored { .. } => return,
-        Decision::Admitted {
-            applied,
-            skipped,
-            compat,
-            trace,
-        } => {
-            if applied.is_empty() && skipped.is_empty() && compat.is_empty() {
-                return;
+    let no_names: &[String] = &[];
+    let (decision, applied, skipped, compat, trace): (_, _, Vec<&str>, _, &Trace) =
+        match &reviewed.decision {
+            Decision::Ignored { .. } => return,
+            Decision::Admitted {
+                applied,
+                skipped,
+                compat,
+                trace,
+            } => {
+                if applied.is_empty() && skipped.is_empty() && compat.is_empty() {
+                    return;
+                }
+                let skipped = skipped.iter().map(|s| s.policy.as_str()).collect();
+                (
+                    "admitted",
+                    applied.as_slice(),
+                    skipped,
+                    compat.as_slice(),
+                    trace,
+                )
             }
-            (
-                "admitted",
-                applied.clone(),
-                skipped
-                    .iter()
-                    .map(|s| (s.policy.clone(), s.reason.clone()))
-                    .collect(),
-                compat.clone(),
-                trace.to_string(),
-            )
-        }
-        Decision::Denied(denial) => (
-            "denied",
-            Vec::new(),
-            denial
-                .policies
-                .iter()
-                .map(|p| (p.clone(), denial.message.clone()))
-                .collect(),
-            Vec::new(),
-            denial.trace.to_string(),
-        ),
-    };
+            Decision::Denied(denial) => {
+                let refused = denial.policies.iter().map(String::as_str).collect();
+                ("denied", no_names, refused, no_names, &denial.trace)
+            }
+        };
+    // Formatted straight into the line: no intermediate strings.
     tracing::info!(
         target: audit::TARGET,
         kind = "Pod",
@@ -220,9 +156,9 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
         pod = %reviewed.pod,
         service_account = %reviewed.service_account,
         decision,
-        applied = %applied.join(","),
-        skipped = %skipped.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(","),
-        compat = %compat.join(","),
+        applied = %Joined(applied.iter()),
+        skipped = %Joined(skipped.iter()),
+        compat = %Joined(compat.iter()),
         trace = %trace,
         dry_run,
         "admission"

@@ -194,9 +194,10 @@ async fn a_dry_run_refusal_is_answered_and_audited_but_raises_no_event() {
         .bindings("shop", "api", jiff::Timestamp::now())
         .await;
     let body = review("u-3", "shop", "api");
-    let reviewed = passport_webhook::review(body.as_bytes(), &|_: &str, _: &str, _: &Pod| {
-        bindings.clone()
-    })
+    let reviewed = passport_webhook::review(
+        body.as_bytes(),
+        &|_: &str, _: &str, _: &k8s_openapi::api::core::v1::Pod| bindings.clone(),
+    )
     .unwrap();
     assert!(
         matches!(reviewed.decision, Decision::Denied(_)),
