@@ -54,15 +54,15 @@ pub fn check(
         });
     }
     if let Some(selector) = &conditions.pod_selector {
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let (passed, message) = match passport_crds::matching::evaluate_selector(selector, &labels)
-        {
+        let none = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&none);
+        let (passed, message) = match passport_crds::matching::evaluate_selector(selector, labels) {
             Ok(true) => (true, "the pod's labels match podSelector".to_owned()),
             Ok(false) => (
                 false,
                 format!(
                     "the pod's labels {} do not match podSelector",
-                    show_labels(&labels)
+                    show_labels(labels)
                 ),
             ),
             Err(why) => (false, format!("podSelector is invalid: {why}")),

@@ -1,7 +1,9 @@
 //! Writes grants into a pod: volumes, read-only mounts in every container and init container
 //! (native sidecars included) outside the skip lists, env that never overwrites what a
 //! container already sets, and annotations. Re-applying the same grants changes nothing, which
-//! is what makes `mutate` idempotent under reinvocation.
+//! is what makes `mutate` idempotent under reinvocation. Env and volume mounts are only ever
+//! appended to (never edited or reordered), which is what lets the patch be built from their
+//! lengths before (`patch::Snapshot`).
 
 use std::collections::BTreeSet;
 
@@ -11,46 +13,43 @@ use crate::bindings::EnvSources;
 use crate::grants::Grant;
 use crate::trace::{Outcome, StepKind, Trace};
 
-/// What one container already sets, and which of its `envFrom` sources are unknown.
-struct ExistingEnv {
-    names: BTreeSet<String>,
-    unknown_sources: Vec<String>,
+/// Whether `container` already sets `name`: in the first `own` entries of its `env` (those it
+/// had before this grant, so a grant never hides its own variables), or through an `envFrom`
+/// source whose keys are known. Borrowed, not collected: this runs per container and grant.
+fn already_sets(container: &Container, own: usize, sources: &EnvSources, name: &str) -> bool {
+    let env = container.env.as_deref().unwrap_or_default();
+    if env[..own.min(env.len())].iter().any(|e| e.name == name) {
+        return true;
+    }
+    container.env_from.iter().flatten().any(|from| {
+        let Some(key) = name.strip_prefix(from.prefix.as_deref().unwrap_or("")) else {
+            return false;
+        };
+        let known = if let Some(cm) = &from.config_map_ref {
+            sources.config_maps.get(&cm.name)
+        } else if let Some(secret) = &from.secret_ref {
+            sources.secrets.get(&secret.name)
+        } else {
+            None
+        };
+        known.is_some_and(|keys| keys.contains(key))
+    })
 }
 
-fn existing_env(container: &Container, sources: &EnvSources) -> ExistingEnv {
-    let mut names: BTreeSet<String> = container
-        .env
-        .iter()
-        .flatten()
-        .map(|e| e.name.clone())
-        .collect();
-    let mut unknown_sources = Vec::new();
-    for from in container.env_from.iter().flatten() {
-        let prefix = from.prefix.as_deref().unwrap_or("");
-        let (kind, name, known) = if let Some(cm) = &from.config_map_ref {
-            (
-                "configMap",
-                cm.name.as_str(),
-                sources.config_maps.get(&cm.name),
-            )
+/// The `envFrom` sources of `container` whose keys are not known (`configMap <name>`).
+fn unknown_sources<'a>(
+    container: &'a Container,
+    sources: &'a EnvSources,
+) -> impl Iterator<Item = String> + 'a {
+    container.env_from.iter().flatten().filter_map(|from| {
+        if let Some(cm) = &from.config_map_ref {
+            (!sources.config_maps.contains_key(&cm.name)).then(|| format!("configMap {}", cm.name))
         } else if let Some(secret) = &from.secret_ref {
-            (
-                "secret",
-                secret.name.as_str(),
-                sources.secrets.get(&secret.name),
-            )
+            (!sources.secrets.contains_key(&secret.name)).then(|| format!("secret {}", secret.name))
         } else {
-            continue;
-        };
-        match known {
-            Some(keys) => names.extend(keys.iter().map(|k| format!("{prefix}{k}"))),
-            None => unknown_sources.push(format!("{kind} {name}")),
+            None
         }
-    }
-    ExistingEnv {
-        names,
-        unknown_sources,
-    }
+    })
 }
 
 /// What happened in one container for one grant.
@@ -90,14 +89,21 @@ fn apply_to_container(
         applied.mounted.push(container.name.clone());
     }
 
-    let existing = existing_env(container, sources);
-    let env = container.env.get_or_insert_with(Vec::new);
+    let own = container.env.as_ref().map_or(0, Vec::len);
+    // One allocation for all of the grant's env, rather than one per group.
+    let total = grant.env_groups.iter().map(Vec::len).sum();
+    if let Some(env) = container.env.as_mut() {
+        env.reserve(total);
+    }
     for group in &grant.env_groups {
         let set: Vec<&str> = group
             .iter()
             .map(|var| var.name.as_str())
-            .filter(|n| existing.names.contains(*n))
+            .filter(|n| already_sets(container, own, sources, n))
             .collect();
+        let env = container
+            .env
+            .get_or_insert_with(|| Vec::with_capacity(total));
         if set.is_empty() {
             env.extend(group.iter().cloned());
         } else if group.iter().any(|var| {
@@ -114,11 +120,12 @@ fn apply_to_container(
             ));
         }
     }
-    if !existing.unknown_sources.is_empty() {
+    let unknown: Vec<String> = unknown_sources(container, sources).collect();
+    if !unknown.is_empty() {
         applied.notes.push(format!(
             "{} reads env from {} whose keys are not known; injected env takes precedence over them",
             container.name,
-            existing.unknown_sources.join(", ")
+            unknown.join(", ")
         ));
     }
     if !had_env && container.env.as_ref().is_some_and(Vec::is_empty) {

@@ -16,6 +16,7 @@ use crate::compat;
 use crate::conditions;
 use crate::grants::{self, AwsGrant, Grant, OidcToken};
 use crate::inject;
+use crate::patch;
 use crate::trace::{Outcome, StepKind, Trace};
 
 /// An admitted pod.
@@ -33,6 +34,28 @@ pub struct Mutation {
     /// of the EKS or Azure webhooks, for clouds no AccessPolicy covers.
     pub compat: Vec<String>,
     pub trace: Trace,
+    /// The parts of the pod `mutate` changed, as they were (None when nothing was injected):
+    /// what [`Mutation::patch`] diffs against, so the patch never needs a copy of the whole pod.
+    pub before: Option<patch::Snapshot>,
+}
+
+impl Mutation {
+    /// The JSON patch from the input pod to `pod` (empty when nothing was injected): exactly
+    /// `json_patch::diff` of the two pods serialised.
+    pub fn patch(&self) -> Result<json_patch::Patch, serde_json::Error> {
+        match &self.before {
+            Some(before) => before.diff(&self.pod),
+            None => Ok(json_patch::Patch(Vec::new())),
+        }
+    }
+
+    /// The same patch as JSON, what an AdmissionResponse carries (None when it is empty).
+    pub fn patch_json(&self) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        match &self.before {
+            Some(before) => before.patch_json(&self.pod),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A policy left out because its conditions failed.
@@ -81,18 +104,86 @@ struct Admitted<'a> {
     trust: &'a FederatedTrust,
 }
 
-/// Decides what `pod` gets from `bindings` and returns the mutated pod.
+/// Decides what `pod` gets from `bindings` and returns the mutated pod (a copy: see
+/// [`mutate_owned`]).
 pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
+    mutate_owned(pod.clone(), bindings)
+}
+
+/// [`mutate`] of a pod the caller owns (the review's, just parsed), changed in place.
+pub fn mutate_owned(mut pod: Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
     let mut trace = Trace::default();
+    let (applied, skipped, compat, grants) = match decide(&pod, bindings, &mut trace)? {
+        Some(decided) => decided,
+        None => {
+            return Ok(Mutation {
+                pod,
+                applied: Vec::new(),
+                skipped: Vec::new(),
+                compat: Vec::new(),
+                trace,
+                before: None,
+            });
+        }
+    };
+    if grants.is_empty() {
+        trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
+        return Ok(Mutation {
+            pod,
+            applied,
+            skipped,
+            compat,
+            trace,
+            before: None,
+        });
+    }
+    let before = patch::Snapshot::of(&pod);
+    let skip = compat::split_list(annotation(&pod, keys::SKIP_CONTAINERS), ',');
+    if !skip.is_empty() {
+        let names: Vec<&str> = skip.iter().map(String::as_str).collect();
+        trace.push(
+            StepKind::Pod,
+            None,
+            Outcome::Info,
+            format!("{} names {}", keys::SKIP_CONTAINERS, names.join(", ")),
+        );
+    }
+    inject::apply(&mut pod, &grants, &skip, &bindings.env_sources, &mut trace);
+    if !applied.is_empty() {
+        pod.annotations_mut()
+            .insert(keys::INJECTED.to_owned(), applied.join(","));
+    }
+    trace.push(
+        StepKind::Decision,
+        None,
+        Outcome::Pass,
+        format!(
+            "injected {}",
+            grants
+                .iter()
+                .map(|g| format!("{} ({})", g.cloud, g.source))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Ok(Mutation {
+        pod,
+        applied,
+        skipped,
+        compat,
+        trace,
+        before: Some(before),
+    })
+}
+
+/// What `decide` settled: the policies applied and skipped, the compatibility modes, and the
+/// grants to inject.
+type Decided = (Vec<String>, Vec<SkippedPolicy>, Vec<String>, Vec<Grant>);
+
+/// Every check of `mutate`, on the untouched pod: None when the pod opts out.
+fn decide(pod: &Pod, bindings: &Bindings, trace: &mut Trace) -> Result<Option<Decided>, Denial> {
     let ns = bindings.namespace.as_str();
     let sa = service_account(pod);
-    let unchanged = |trace: Trace| Mutation {
-        pod: pod.clone(),
-        applied: Vec::new(),
-        skipped: Vec::new(),
-        compat: Vec::new(),
-        trace,
-    };
 
     if annotation(pod, keys::INJECT) == Some("false") {
         trace.push(
@@ -104,7 +195,7 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
                 keys::INJECT
             ),
         );
-        return Ok(unchanged(trace));
+        return Ok(None);
     }
 
     let mut named: Vec<&PolicyBinding> = bindings
@@ -112,7 +203,7 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
         .iter()
         .filter(|b| b.policy.spec.service_accounts.iter().any(|s| s == sa))
         .collect();
-    named.sort_by_key(|b| b.policy.name_any());
+    named.sort_by(|a, b| a.policy.metadata.name.cmp(&b.policy.metadata.name));
     if named.is_empty() {
         trace.push(
             StepKind::Policy,
@@ -254,57 +345,11 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
         return Err(Denial {
             message: format!("Passport refused the pod: {}", rejections.join("; ")),
             policies: rejecting,
-            trace,
+            trace: std::mem::take(trace),
         });
     }
-
-    let (grants, applied, compat) = build_grants(pod, &admitted, bindings, &mut trace)?;
-    if grants.is_empty() {
-        trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
-        return Ok(Mutation {
-            pod: pod.clone(),
-            applied,
-            skipped,
-            compat,
-            trace,
-        });
-    }
-    let mut out = pod.clone();
-    let skip = compat::split_list(annotation(pod, keys::SKIP_CONTAINERS), ',');
-    if !skip.is_empty() {
-        let names: Vec<&str> = skip.iter().map(String::as_str).collect();
-        trace.push(
-            StepKind::Pod,
-            None,
-            Outcome::Info,
-            format!("{} names {}", keys::SKIP_CONTAINERS, names.join(", ")),
-        );
-    }
-    inject::apply(&mut out, &grants, &skip, &bindings.env_sources, &mut trace);
-    if !applied.is_empty() {
-        out.annotations_mut()
-            .insert(keys::INJECTED.to_owned(), applied.join(","));
-    }
-    trace.push(
-        StepKind::Decision,
-        None,
-        Outcome::Pass,
-        format!(
-            "injected {}",
-            grants
-                .iter()
-                .map(|g| format!("{} ({})", g.cloud, g.source))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    Ok(Mutation {
-        pod: out,
-        applied,
-        skipped,
-        compat,
-        trace,
-    })
+    let (grants, applied, compat) = build_grants(pod, &admitted, bindings, trace)?;
+    Ok(Some((applied, skipped, compat, grants)))
 }
 
 /// The grants, the policies applied and the compatibility modes that granted.

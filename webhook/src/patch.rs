@@ -1,148 +1,234 @@
-//! The JSON patch between two pods, from the typed pods. `mutate` changes only the pod's
-//! annotations, its volumes, and its containers' and init containers' env and volume mounts
-//! (the `Mutation` contract): those parts are compared typed, element by element, and only the
-//! elements that differ are serialised. The result is exactly `json_patch::diff` of the two
-//! whole pods serialised (the same operations in the same order: serde_json's maps keep keys
-//! sorted, arrays are compared index by index, and an object's removals follow its additions),
-//! for any two pods: when anything else differs, it is that diff. The property tests hold it
-//! to both.
+//! The JSON patch of a mutation, from the typed pods. `mutate` changes only the pod's
+//! annotations, its volumes, and its containers' and init containers' env and volume mounts,
+//! and it only appends to env and volume mounts (the `Mutation` contract). So before it injects
+//! anything it keeps a [`Snapshot`]: a copy of the annotations and volumes, and the length of
+//! each container's env and mounts. The patch compares the snapshot with the mutated pod: only
+//! what differs (or was appended) is serialised, straight into the patch's JSON, and the rest of
+//! the pod is never copied. The result is exactly `json_patch::diff` of the two whole pods
+//! serialised (the same operations in the same order: serde_json's maps keep keys sorted, arrays
+//! are compared index by index, and an object's removals follow its additions); the property
+//! tests hold it to that, fresh pods and reinvocations alike.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
+use json_patch::{Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use serde::Serialize;
+use serde::ser::Error as _;
 
-type Result = std::result::Result<(), serde_json::Error>;
+type Result<T = ()> = std::result::Result<T, serde_json::Error>;
 
-/// The patch that turns `before` into `after`.
-pub fn diff(mut before: Pod, mut after: Pod) -> std::result::Result<Patch, serde_json::Error> {
-    let mut ops = Ops::default();
-    let (mut b, mut a) = (Parts::take(&mut before), Parts::take(&mut after));
-    if before != after {
-        // Something outside Passport's parts differs: the diff of the whole pods.
-        b.restore(&mut before);
-        a.restore(&mut after);
-        ops.value(&PointerBuf::root(), &before, &after)?;
-        return Ok(Patch(ops.0));
-    }
-    let mut ptr = PointerBuf::root();
-    ptr.push_back("metadata");
-    let mut removed = Vec::new();
-    ops.member(
-        &mut ptr,
-        "annotations",
-        b.annotations.as_ref(),
-        a.annotations.as_ref(),
-        &mut removed,
-        Ops::map,
-    )?;
-    ops.remove_all(removed);
-    ptr.pop_back();
-    if before.spec.is_some() {
-        ptr.push_back("spec");
-        let mut removed = Vec::new();
-        ptr.push_back("containers");
-        ops.list(
-            &mut ptr,
-            &mut b.containers,
-            &mut a.containers,
-            Ops::container,
-        )?;
-        ptr.pop_back();
-        ops.member(
-            &mut ptr,
-            "initContainers",
-            b.init_containers.as_mut(),
-            a.init_containers.as_mut(),
-            &mut removed,
-            |ops, ptr, b, a| ops.list(ptr, b.as_mut_slice(), a.as_mut_slice(), Ops::container),
-        )?;
-        ops.member(
-            &mut ptr,
-            "volumes",
-            b.volumes.as_mut(),
-            a.volumes.as_mut(),
-            &mut removed,
-            |ops, ptr, b, a| ops.list(ptr, b.as_mut_slice(), a.as_mut_slice(), Ops::item::<Volume>),
-        )?;
-        ops.remove_all(removed);
-    }
-    Ok(Patch(ops.0))
-}
-
-/// The parts of a pod `mutate` may change, taken out of it.
-struct Parts {
+/// The parts of a pod `mutate` may change, as they were before it changed them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    spec: bool,
     annotations: Option<BTreeMap<String, String>>,
-    containers: Vec<Container>,
-    init_containers: Option<Vec<Container>>,
+    containers: Vec<Slots>,
+    init_containers: Option<Vec<Slots>>,
     volumes: Option<Vec<Volume>>,
 }
 
-impl Parts {
-    fn take(pod: &mut Pod) -> Self {
-        let annotations = pod.metadata.annotations.take();
-        match pod.spec.as_mut() {
-            Some(spec) => Self {
-                annotations,
-                containers: std::mem::take(&mut spec.containers),
-                init_containers: spec.init_containers.take(),
-                volumes: spec.volumes.take(),
-            },
-            None => Self {
-                annotations,
-                containers: Vec::new(),
-                init_containers: None,
-                volumes: None,
-            },
-        }
-    }
+/// How many env variables and volume mounts a container had (None: no list at all).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Slots {
+    env: Option<usize>,
+    mounts: Option<usize>,
+}
 
-    fn restore(&mut self, pod: &mut Pod) {
-        pod.metadata.annotations = self.annotations.take();
-        if let Some(spec) = pod.spec.as_mut() {
-            spec.containers = std::mem::take(&mut self.containers);
-            spec.init_containers = self.init_containers.take();
-            spec.volumes = self.volumes.take();
+impl Slots {
+    fn of(container: &Container) -> Self {
+        Self {
+            env: container.env.as_ref().map(Vec::len),
+            mounts: container.volume_mounts.as_ref().map(Vec::len),
         }
     }
 }
 
-/// The operations so far.
+impl Snapshot {
+    /// Keeps what the patch of a mutation of `pod` needs, and nothing else.
+    pub fn of(pod: &Pod) -> Self {
+        let spec = pod.spec.as_ref();
+        Self {
+            spec: spec.is_some(),
+            annotations: pod.metadata.annotations.clone(),
+            containers: spec
+                .map(|s| s.containers.iter().map(Slots::of).collect())
+                .unwrap_or_default(),
+            init_containers: spec
+                .and_then(|s| s.init_containers.as_ref())
+                .map(|list| list.iter().map(Slots::of).collect()),
+            volumes: spec.and_then(|s| s.volumes.clone()),
+        }
+    }
+
+    /// The patch from the snapshotted pod to `after`, as [`Snapshot::patch_json`] writes it.
+    pub fn diff(&self, after: &Pod) -> Result<Patch> {
+        match self.patch_json(after)? {
+            Some(bytes) => serde_json::from_slice(&bytes),
+            None => Ok(Patch(Vec::new())),
+        }
+    }
+
+    /// The patch from the snapshotted pod to `after` as JSON, written straight from the typed
+    /// parts (None when nothing differs). `after` must be the snapshotted pod as `mutate`
+    /// changes pods: other annotations and volumes, env and volume mounts appended to, nothing
+    /// else. What can be checked (the same containers, lists that only grew) is: an error
+    /// otherwise.
+    pub fn patch_json(&self, after: &Pod) -> Result<Option<Vec<u8>>> {
+        let spec = after.spec.as_ref();
+        let same_shape = spec.is_some() == self.spec
+            && spec.map_or(0, |s| s.containers.len()) == self.containers.len()
+            && spec.and_then(|s| s.init_containers.as_ref()).map(Vec::len)
+                == self.init_containers.as_ref().map(Vec::len);
+        if !same_shape {
+            return Err(serde_json::Error::custom(
+                "the mutated pod has other containers than its snapshot",
+            ));
+        }
+        let mut ops = Ops::default();
+        let mut path = Path::default();
+        let metadata = path.key("metadata");
+        let mut removed = Vec::new();
+        ops.member(
+            &mut path,
+            "annotations",
+            self.annotations.as_ref(),
+            after.metadata.annotations.as_ref(),
+            &mut removed,
+            Ops::map,
+        )?;
+        ops.remove_all(removed)?;
+        path.back(metadata);
+        let Some(spec) = spec else {
+            return Ok(ops.finish());
+        };
+        let at = path.key("spec");
+        let mut removed = Vec::new();
+        let containers = path.key("containers");
+        ops.containers(&mut path, &self.containers, &spec.containers)?;
+        path.back(containers);
+        ops.member(
+            &mut path,
+            "initContainers",
+            self.init_containers.as_deref(),
+            spec.init_containers.as_deref(),
+            &mut removed,
+            Ops::containers,
+        )?;
+        ops.member(
+            &mut path,
+            "volumes",
+            self.volumes.as_deref(),
+            spec.volumes.as_deref(),
+            &mut removed,
+            |ops, path, b, a| ops.list(path, b, a),
+        )?;
+        ops.remove_all(removed)?;
+        path.back(at);
+        Ok(ops.finish())
+    }
+}
+
+/// A JSON pointer being built: tokens are pushed and taken back by length.
 #[derive(Default)]
-struct Ops(Vec<PatchOperation>);
+struct Path(String);
+
+impl Path {
+    /// Appends the object key `key` (escaped); returns the length to go back to.
+    fn key(&mut self, key: &str) -> usize {
+        let len = self.0.len();
+        self.0.push('/');
+        for c in key.chars() {
+            match c {
+                '~' => self.0.push_str("~0"),
+                '/' => self.0.push_str("~1"),
+                c => self.0.push(c),
+            }
+        }
+        len
+    }
+
+    /// Appends the array index `index`; returns the length to go back to.
+    fn index(&mut self, index: usize) -> usize {
+        let len = self.0.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.0, "/{index}");
+        len
+    }
+
+    fn back(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The operations so far, written as the JSON array of the patch.
+struct Ops {
+    out: Vec<u8>,
+    count: usize,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self {
+            // A few operations per container: one allocation for most patches.
+            out: Vec::with_capacity(2048),
+            count: 0,
+        }
+    }
+}
 
 impl Ops {
-    fn add(&mut self, ptr: &PointerBuf, value: &impl Serialize) -> Result {
-        self.0.push(PatchOperation::Add(AddOperation {
-            path: ptr.clone(),
-            value: serde_json::to_value(value)?,
-        }));
+    /// Opens the operation `op` at `path`, up to the closing brace.
+    fn open(&mut self, op: &str, path: &str) -> Result {
+        self.out.push(if self.count == 0 { b'[' } else { b',' });
+        self.count += 1;
+        self.out.extend_from_slice(b"{\"op\":\"");
+        self.out.extend_from_slice(op.as_bytes());
+        self.out.extend_from_slice(b"\",\"path\":");
+        serde_json::to_writer(&mut self.out, path)
+    }
+
+    fn add(&mut self, path: &Path, value: &impl Serialize) -> Result {
+        self.open("add", path.as_str())?;
+        self.out.extend_from_slice(b",\"value\":");
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.push(b'}');
         Ok(())
     }
 
-    fn remove_all(&mut self, removed: Vec<PointerBuf>) {
-        self.0.extend(
-            removed
-                .into_iter()
-                .map(|path| PatchOperation::Remove(RemoveOperation { path })),
-        );
+    fn remove(&mut self, path: &str) -> Result {
+        self.open("remove", path)?;
+        self.out.push(b'}');
+        Ok(())
     }
 
-    /// Two values that differ, anything inside them: their JSON diff, under `ptr`.
-    fn value(
-        &mut self,
-        ptr: &PointerBuf,
-        before: &impl Serialize,
-        after: &impl Serialize,
-    ) -> Result {
+    fn remove_all(&mut self, removed: Vec<String>) -> Result {
+        removed.iter().try_for_each(|path| self.remove(path))
+    }
+
+    /// The patch: None when there is no operation.
+    fn finish(mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        self.out.push(b']');
+        Some(self.out)
+    }
+
+    /// Two values that differ, anything inside them: their JSON diff, under `path`.
+    fn value(&mut self, path: &Path, before: &impl Serialize, after: &impl Serialize) -> Result {
         let patch = json_patch::diff(
             &serde_json::to_value(before)?,
             &serde_json::to_value(after)?,
         );
         for mut op in patch.0 {
-            let path = match &mut op {
+            let at = match &mut op {
                 PatchOperation::Add(op) => &mut op.path,
                 PatchOperation::Remove(op) => &mut op.path,
                 PatchOperation::Replace(op) => &mut op.path,
@@ -150,76 +236,66 @@ impl Ops {
                 PatchOperation::Copy(op) => &mut op.path,
                 PatchOperation::Test(op) => &mut op.path,
             };
-            *path = ptr.concat(path);
-            self.0.push(op);
+            *at = PointerBuf::parse(format!("{}{}", path.as_str(), at.as_str()))
+                .map_err(serde_json::Error::custom)?;
+            self.out.push(if self.count == 0 { b'[' } else { b',' });
+            self.count += 1;
+            serde_json::to_writer(&mut self.out, &op)?;
         }
         Ok(())
     }
 
-    /// One element of a list, compared typed first.
-    fn item<T: Serialize + PartialEq>(
-        &mut self,
-        ptr: &mut PointerBuf,
-        b: &mut T,
-        a: &mut T,
-    ) -> Result {
-        if b == a {
-            return Ok(());
-        }
-        self.value(ptr, b, a)
-    }
-
-    /// The optional member `key` of the object at `ptr`: added, compared with `inner`, or
+    /// The optional member `key` of the object at `path`: added, compared with `inner`, or
     /// removed (into `removed`, which the caller appends after the object's other operations).
-    fn member<T: Serialize>(
+    fn member<B, A: Serialize>(
         &mut self,
-        ptr: &mut PointerBuf,
+        path: &mut Path,
         key: &str,
-        before: Option<T>,
-        after: Option<T>,
-        removed: &mut Vec<PointerBuf>,
-        inner: impl FnOnce(&mut Self, &mut PointerBuf, T, T) -> Result,
+        before: Option<B>,
+        after: Option<A>,
+        removed: &mut Vec<String>,
+        inner: impl FnOnce(&mut Self, &mut Path, B, A) -> Result,
     ) -> Result {
-        ptr.push_back(key);
+        let at = path.key(key);
         let done = match (before, after) {
-            (None, Some(after)) => self.add(ptr, &after),
-            (Some(before), Some(after)) => inner(self, ptr, before, after),
+            (None, Some(after)) => self.add(path, &after),
+            (Some(before), Some(after)) => inner(self, path, before, after),
             (Some(_), None) => {
-                removed.push(ptr.clone());
+                removed.push(path.as_str().to_owned());
                 Ok(())
             }
             (None, None) => Ok(()),
         };
-        ptr.pop_back();
+        path.back(at);
         done
     }
 
-    /// A list, index by index (as `json_patch::diff` compares arrays).
-    fn list<T: Serialize>(
+    /// A list, index by index (as `json_patch::diff` compares arrays); elements that differ
+    /// are diffed whole.
+    fn list<T: Serialize + PartialEq>(
         &mut self,
-        ptr: &mut PointerBuf,
-        before: &mut [T],
-        after: &mut [T],
-        mut item: impl FnMut(&mut Self, &mut PointerBuf, &mut T, &mut T) -> Result,
+        path: &mut Path,
+        before: &[T],
+        after: &[T],
     ) -> Result {
-        // Elements past the shorter list: added, or removed from the end one index at a time.
         let common = before.len().min(after.len());
-        for (index, (b, a)) in before.iter_mut().zip(after.iter_mut()).enumerate() {
-            ptr.push_back(index);
-            item(self, ptr, b, a)?;
-            ptr.pop_back();
+        for (index, (b, a)) in before.iter().zip(after).enumerate() {
+            if b != a {
+                let at = path.index(index);
+                self.value(path, b, a)?;
+                path.back(at);
+            }
         }
+        // Elements past the shorter list: added, or removed from the end one index at a time.
         for (index, a) in after.iter().enumerate().skip(common) {
-            ptr.push_back(index);
-            self.add(ptr, a)?;
-            ptr.pop_back();
+            let at = path.index(index);
+            self.add(path, a)?;
+            path.back(at);
         }
         for _ in common..before.len() {
-            ptr.push_back(common);
-            self.0.push(PatchOperation::Remove(RemoveOperation {
-                path: ptr.clone(),
-            }));
-            ptr.pop_back();
+            let at = path.index(common);
+            self.remove(path.as_str())?;
+            path.back(at);
         }
         Ok(())
     }
@@ -227,57 +303,130 @@ impl Ops {
     /// A string map (annotations), key by key.
     fn map(
         &mut self,
-        ptr: &mut PointerBuf,
+        path: &mut Path,
         before: &BTreeMap<String, String>,
         after: &BTreeMap<String, String>,
     ) -> Result {
         for (key, value) in after {
-            ptr.push_back(key);
             match before.get(key) {
-                None => self.add(ptr, value)?,
-                Some(old) if old != value => self.value(ptr, old, value)?,
-                Some(_) => {}
+                Some(old) if old == value => continue,
+                old => {
+                    let at = path.key(key);
+                    match old {
+                        None => self.add(path, value)?,
+                        Some(old) => self.value(path, old, value)?,
+                    }
+                    path.back(at);
+                }
             }
-            ptr.pop_back();
         }
         for key in before.keys().filter(|key| !after.contains_key(*key)) {
-            ptr.push_back(key);
-            self.0.push(PatchOperation::Remove(RemoveOperation {
-                path: ptr.clone(),
-            }));
-            ptr.pop_back();
+            let at = path.key(key);
+            self.remove(path.as_str())?;
+            path.back(at);
         }
         Ok(())
     }
 
-    /// A container: its env and volume mounts compared element by element when nothing else
-    /// in it differs, the whole container otherwise.
-    fn container(&mut self, ptr: &mut PointerBuf, b: &mut Container, a: &mut Container) -> Result {
-        let (mut b_env, mut b_mounts) = (b.env.take(), b.volume_mounts.take());
-        let (mut a_env, mut a_mounts) = (a.env.take(), a.volume_mounts.take());
-        if b != a {
-            (b.env, b.volume_mounts) = (b_env, b_mounts);
-            (a.env, a.volume_mounts) = (a_env, a_mounts);
-            return self.value(ptr, b, a);
+    /// Containers of the same count, by index: what was appended to their env and volume
+    /// mounts.
+    fn containers(&mut self, path: &mut Path, before: &[Slots], after: &[Container]) -> Result {
+        for (index, (b, a)) in before.iter().zip(after).enumerate() {
+            let (env, mounts) = (a.env.as_deref(), a.volume_mounts.as_deref());
+            if b.env == env.map(<[_]>::len) && b.mounts == mounts.map(<[_]>::len) {
+                continue;
+            }
+            let at = path.index(index);
+            let mut removed = Vec::new();
+            self.member(path, "env", b.env, env, &mut removed, Ops::appended)?;
+            self.member(
+                path,
+                "volumeMounts",
+                b.mounts,
+                mounts,
+                &mut removed,
+                Ops::appended,
+            )?;
+            self.remove_all(removed)?;
+            path.back(at);
         }
-        let mut removed = Vec::new();
-        self.member(
-            ptr,
-            "env",
-            b_env.as_deref_mut(),
-            a_env.as_deref_mut(),
-            &mut removed,
-            |ops, ptr, b, a| ops.list(ptr, b, a, Ops::item::<EnvVar>),
-        )?;
-        self.member(
-            ptr,
-            "volumeMounts",
-            b_mounts.as_deref_mut(),
-            a_mounts.as_deref_mut(),
-            &mut removed,
-            |ops, ptr, b, a| ops.list(ptr, b, a, Ops::item::<VolumeMount>),
-        )?;
-        self.remove_all(removed);
         Ok(())
+    }
+
+    /// The elements of `after` past the first `kept`, which are the list as it was.
+    fn appended<T: Serialize>(&mut self, path: &mut Path, kept: usize, after: &[T]) -> Result {
+        if after.len() < kept {
+            return Err(serde_json::Error::custom(format!(
+                "{} lost elements since its snapshot",
+                path.as_str()
+            )));
+        }
+        for (index, a) in after.iter().enumerate().skip(kept) {
+            let at = path.index(index);
+            self.add(path, a)?;
+            path.back(at);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(containers: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "annotations": {"a/b": "1"}},
+            "spec": {"containers": containers},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_diffs_only_its_parts_with_escaped_keys() {
+        let before = pod(serde_json::json!([{"name": "app"}, {"name": "proxy", "env": []}]));
+        let snapshot = Snapshot::of(&before);
+        let mut after = before.clone();
+        let annotations = after.metadata.annotations.as_mut().unwrap();
+        annotations.insert("x~y/z".into(), "2".into());
+        annotations.remove("a/b");
+        let spec = after.spec.as_mut().unwrap();
+        spec.containers[1].env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "A".into(),
+            value: Some("1".into()),
+            value_from: None,
+        }]);
+        let patch = snapshot.diff(&after).unwrap();
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            serde_json::json!([
+                {"op": "add", "path": "/metadata/annotations/x~0y~1z", "value": "2"},
+                {"op": "remove", "path": "/metadata/annotations/a~1b"},
+                {"op": "add", "path": "/spec/containers/1/env/0", "value": {"name": "A", "value": "1"}},
+            ])
+        );
+        assert_eq!(
+            patch,
+            json_patch::diff(
+                &serde_json::to_value(&before).unwrap(),
+                &serde_json::to_value(&after).unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn a_snapshot_refuses_a_pod_with_other_containers() {
+        let before = pod(serde_json::json!([{"name": "app"}]));
+        let snapshot = Snapshot::of(&before);
+        let after = pod(serde_json::json!([{"name": "app"}, {"name": "more"}]));
+        let error = snapshot.diff(&after).unwrap_err();
+        assert!(error.to_string().contains("other containers"), "{error}");
+        let mut shorter = before.clone();
+        shorter.spec.as_mut().unwrap().containers[0].env = Some(Vec::new());
+        let snapshot = Snapshot::of(&pod(
+            serde_json::json!([{"name": "app", "env": [{"name": "A"}]}]),
+        ));
+        let error = snapshot.diff(&shorter).unwrap_err();
+        assert!(error.to_string().contains("lost elements"), "{error}");
     }
 }

@@ -10,7 +10,7 @@ use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
 };
 
-use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate, service_account};
+use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate_owned, service_account};
 use crate::{Bindings, Trace};
 
 /// Looks up the bindings of one pod; the server answers from its reflector stores.
@@ -94,27 +94,60 @@ impl Reviewed {
     /// The response AdmissionReview in the documented wire form, with `response.patch` in
     /// base64. kube's `AdmissionResponse` serialises the bytes as an array of numbers (kube-rs
     /// issue #1781); kube-apiserver's Go decoder happens to accept that too, but the API
-    /// documents base64, which every other client and tool expects. Send this instead of
-    /// serialising `review` directly.
+    /// documents base64, which every other client and tool expects. Send this (or
+    /// [`Reviewed::to_json`]) instead of serialising `review` directly.
     pub fn to_wire(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(Wire(&self.review))
+    }
+
+    /// [`Reviewed::to_wire`] as the bytes of the HTTP response, serialised once.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Wire(&self.review))
+    }
+}
+
+/// A response AdmissionReview as the API documents it (`Reviewed::to_wire`).
+struct Wire<'a>(&'a AdmissionReview<DynamicObject>);
+
+/// Its response: kube's fields and skip rules, with the patch in base64 and `patchType` (which
+/// kube sets exactly when it sets the patch).
+struct WireResponse<'a>(&'a AdmissionResponse);
+
+impl serde::Serialize for Wire<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let review = self.0;
+        let mut s = serializer.serialize_struct("AdmissionReview", 3)?;
+        s.serialize_field("apiVersion", &review.types.api_version)?;
+        s.serialize_field("kind", &review.types.kind)?;
+        if let Some(response) = &review.response {
+            s.serialize_field("response", &WireResponse(response))?;
+        }
+        s.end()
+    }
+}
+
+impl serde::Serialize for WireResponse<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use base64::Engine as _;
-        let patch = self.review.response.as_ref().and_then(|r| r.patch.as_ref());
-        let Some(patch) = patch else {
-            return serde_json::to_value(&self.review);
-        };
-        // Serialised without the patch, which serde would write as an array of numbers only to
-        // be replaced: one value per byte of the patch.
-        let mut review = self.review.clone();
-        if let Some(response) = review.response.as_mut() {
-            response.patch = None;
+        use serde::ser::SerializeStruct as _;
+        let response = self.0;
+        let mut s = serializer.serialize_struct("AdmissionResponse", 7)?;
+        s.serialize_field("uid", &response.uid)?;
+        s.serialize_field("allowed", &response.allowed)?;
+        s.serialize_field("status", &response.result)?;
+        if let Some(patch) = &response.patch {
+            let patch = base64::engine::general_purpose::STANDARD.encode(patch);
+            s.serialize_field("patch", &patch)?;
+            s.serialize_field("patchType", "JSONPatch")?;
         }
-        let mut value = serde_json::to_value(&review)?;
-        if let Some(response) = value.get_mut("response") {
-            response["patch"] = base64::engine::general_purpose::STANDARD
-                .encode(patch)
-                .into();
+        if !response.audit_annotations.is_empty() {
+            s.serialize_field("auditAnnotations", &response.audit_annotations)?;
         }
-        Ok(value)
+        if let Some(warnings) = &response.warnings {
+            s.serialize_field("warnings", warnings)?;
+        }
+        s.end()
     }
 }
 
@@ -144,8 +177,15 @@ impl Admission {
     /// Parses `body`, refusing what is not an AdmissionReview of a v1 Pod (and a CREATE with no
     /// pod or no namespace).
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
+        // The body is checked to be UTF-8 once, then parsed as text: from bytes, serde_json
+        // checks every string of the pod on its own, a tenth of the parse.
+        let text = std::str::from_utf8(body).map_err(|error| {
+            ReviewError::Parse(serde::de::Error::custom(format_args!(
+                "the body is not UTF-8: {error}"
+            )))
+        })?;
         let parsed: AdmissionReview<Pod> =
-            serde_json::from_slice(body).map_err(ReviewError::Parse)?;
+            serde_json::from_str(text).map_err(ReviewError::Parse)?;
         let mut request: AdmissionRequest<Pod> =
             parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
         let gvk = &request.kind;
@@ -199,8 +239,9 @@ impl Admission {
     }
 
     /// Decides with `mutate` and builds the response AdmissionReview: UID echoed, the JSON
-    /// patch of the mutation (`patch::diff`), warnings for policies skipped by their
-    /// conditions. `bindings` is not read for anything but a CREATE.
+    /// patch of the mutation (`Mutation::patch`), warnings for policies skipped by their
+    /// conditions. `bindings` is not read for anything but a CREATE. The parsed pod is mutated in
+    /// place: no copy of it is made.
     pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
         let response = AdmissionResponse::from(&self.request);
         let request = self.request;
@@ -222,23 +263,31 @@ impl Admission {
             });
         };
         let display = pod_display_name(&pod);
-        let (review, decision) = match mutate(&pod, bindings) {
+        let (review, decision) = match mutate_owned(pod, bindings) {
             Err(denial) => (
                 response.deny(&denial.message).into_review(),
                 Decision::Denied(denial),
             ),
-            Ok(Mutation {
-                pod: mutated,
-                applied,
-                skipped,
-                compat,
-                trace,
-            }) => {
-                let patch = crate::patch::diff(pod, mutated).map_err(ReviewError::Serialize)?;
-                let mut response = if patch.0.is_empty() {
-                    response
-                } else {
-                    response.with_patch(patch).map_err(ReviewError::Patch)?
+            Ok(mutation) => {
+                let patch = mutation.patch_json().map_err(ReviewError::Serialize)?;
+                let Mutation {
+                    applied,
+                    skipped,
+                    compat,
+                    trace,
+                    ..
+                } = mutation;
+                let mut response = match patch {
+                    None => response,
+                    Some(bytes) => {
+                        // `with_patch` is kube's only way to set `patchType`; the bytes it
+                        // writes are then replaced by the patch `mutate` wrote directly.
+                        let mut response = response
+                            .with_patch(json_patch::Patch(Vec::new()))
+                            .map_err(ReviewError::Patch)?;
+                        response.patch = Some(bytes);
+                        response
+                    }
                 };
                 if !skipped.is_empty() {
                     response.warnings = Some(

@@ -412,6 +412,14 @@ fn garbage_bodies_are_errors_not_panics() {
     ] {
         assert!(review(body, &|_: &str, _: &str, _: &Pod| world().bindings()).is_err());
     }
+    // Not UTF-8 (a Latin-1 name): a parse error that says so.
+    let err = review(
+        b"{\"request\":{\"name\":\"caf\xe9\"}}",
+        &|_: &str, _: &str, _: &Pod| world().bindings(),
+    )
+    .unwrap_err();
+    assert_eq!(err.reason(), "Parse");
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
     let _ = NS;
 }
 

@@ -10,7 +10,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::State,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -89,8 +89,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     };
     state.metrics.admission(label, started.elapsed());
     record(&state, &reviewed, dry_run);
-    match reviewed.to_wire() {
-        Ok(wire) => (StatusCode::OK, Json(wire)).into_response(),
+    match reviewed.to_json() {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(serde_json::json!({ "error": format!("encoding the response: {error}") })),
