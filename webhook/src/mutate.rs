@@ -23,8 +23,8 @@ use crate::trace::{Outcome, StepKind, Trace};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mutation {
     /// The pod with Passport's injection (equal to the input when nothing applies). Only its
-    /// annotations, volumes, containers and init containers differ from the input: `review`
-    /// builds the patch from those parts alone.
+    /// annotations, volumes, and its containers' and init containers' env and volume mounts
+    /// (appended to, never edited) differ from the input: the patch is built from those alone.
     pub pod: Pod,
     /// `namespace/name` of the policies whose credentials the pod got.
     pub applied: Vec<String>,
@@ -34,8 +34,8 @@ pub struct Mutation {
     /// of the EKS or Azure webhooks, for clouds no AccessPolicy covers.
     pub compat: Vec<String>,
     pub trace: Trace,
-    /// The parts of the pod `mutate` changed, as they were (None when nothing was injected):
-    /// what [`Mutation::patch`] diffs against, so the patch never needs a copy of the whole pod.
+    /// What the patch needs of the pod as it was (None when nothing was injected): what
+    /// [`Mutation::patch`] compares with, so the patch never needs a copy of the whole pod.
     pub before: Option<patch::Snapshot>,
 }
 
