@@ -35,21 +35,13 @@ pub struct Mutation {
     pub compat: Vec<String>,
     pub trace: Trace,
     /// What the patch needs of the pod as it was (None when nothing was injected): what
-    /// [`Mutation::patch`] compares with, so the patch never needs a copy of the whole pod.
+    /// [`Mutation::patch_json`] compares with, so the patch never needs a copy of the whole pod.
     pub before: Option<patch::Snapshot>,
 }
 
 impl Mutation {
-    /// The JSON patch from the input pod to `pod` (empty when nothing was injected): exactly
-    /// `json_patch::diff` of the two pods serialised.
-    pub fn patch(&self) -> Result<json_patch::Patch, serde_json::Error> {
-        match &self.before {
-            Some(before) => before.diff(&self.pod),
-            None => Ok(json_patch::Patch(Vec::new())),
-        }
-    }
-
-    /// The same patch as JSON, what an AdmissionResponse carries (None when it is empty).
+    /// The JSON patch from the input pod to `pod`, as an AdmissionResponse carries it (None
+    /// when it is empty): exactly `json_patch::diff` of the two pods serialised.
     pub fn patch_json(&self) -> Result<Option<Vec<u8>>, serde_json::Error> {
         match &self.before {
             Some(before) => before.patch_json(&self.pod),
