@@ -239,7 +239,7 @@ impl Admission {
     }
 
     /// Decides with `mutate` and builds the response AdmissionReview: UID echoed, the JSON
-    /// patch of the mutation (`Mutation::patch`), warnings for policies skipped by their
+    /// patch of the mutation (`Mutation::patch_json`), warnings for policies skipped by their
     /// conditions. `bindings` is not read for anything but a CREATE. The parsed pod is mutated in
     /// place: no copy of it is made.
     pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
