@@ -7,11 +7,33 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvFromSource, Pod, VolumeMount};
 
 use crate::bindings::EnvSources;
 use crate::grants::Grant;
 use crate::trace::{Outcome, StepKind, Trace};
+
+/// An `envFrom` source of a ConfigMap or a Secret, with its keys when they are known.
+struct Source<'a> {
+    kind: &'static str,
+    name: &'a str,
+    keys: Option<&'a BTreeSet<String>>,
+}
+
+fn env_source<'a>(from: &'a EnvFromSource, sources: &'a EnvSources) -> Option<Source<'a>> {
+    let (kind, name, keys) = if let Some(cm) = &from.config_map_ref {
+        ("configMap", &cm.name, &sources.config_maps)
+    } else if let Some(secret) = &from.secret_ref {
+        ("secret", &secret.name, &sources.secrets)
+    } else {
+        return None;
+    };
+    Some(Source {
+        kind,
+        name,
+        keys: keys.get(name),
+    })
+}
 
 /// Whether `container` already sets `name`: in the first `own` entries of its `env` (those it
 /// had before this grant, so a grant never hides its own variables), or through an `envFrom`
@@ -25,14 +47,9 @@ fn already_sets(container: &Container, own: usize, sources: &EnvSources, name: &
         let Some(key) = name.strip_prefix(from.prefix.as_deref().unwrap_or("")) else {
             return false;
         };
-        let known = if let Some(cm) = &from.config_map_ref {
-            sources.config_maps.get(&cm.name)
-        } else if let Some(secret) = &from.secret_ref {
-            sources.secrets.get(&secret.name)
-        } else {
-            None
-        };
-        known.is_some_and(|keys| keys.contains(key))
+        env_source(from, sources)
+            .and_then(|source| source.keys)
+            .is_some_and(|keys| keys.contains(key))
     })
 }
 
@@ -41,15 +58,13 @@ fn unknown_sources<'a>(
     container: &'a Container,
     sources: &'a EnvSources,
 ) -> impl Iterator<Item = String> + 'a {
-    container.env_from.iter().flatten().filter_map(|from| {
-        if let Some(cm) = &from.config_map_ref {
-            (!sources.config_maps.contains_key(&cm.name)).then(|| format!("configMap {}", cm.name))
-        } else if let Some(secret) = &from.secret_ref {
-            (!sources.secrets.contains_key(&secret.name)).then(|| format!("secret {}", secret.name))
-        } else {
-            None
-        }
-    })
+    container
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|from| env_source(from, sources))
+        .filter(|source| source.keys.is_none())
+        .map(|source| format!("{} {}", source.kind, source.name))
 }
 
 /// What happened in one container for one grant.
