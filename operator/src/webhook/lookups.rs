@@ -1,8 +1,10 @@
 //! What the webhook looks up for a pod: AccessPolicies, FederatedTrusts, Namespaces and
 //! ServiceAccounts from in-memory reflector stores (namespaces and service accounts
-//! metadata-only, stripped to labels and annotations). When the store knows no policy for the
-//! pod's service account, one direct API read, bounded by a timeout, covers a policy applied in
-//! the same `kubectl apply` as the pod. The request path makes no other IO.
+//! metadata-only: namespaces stripped to labels and annotations, service accounts in the compact
+//! index of `service_accounts`). When the store knows no policy for the pod's service account,
+//! one direct API read, bounded by a timeout, covers a policy applied in the same `kubectl
+//! apply` as the pod (and likewise for a service account the index has not seen yet). The
+//! request path makes no other IO.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -20,6 +22,8 @@ use kube::{
 use passport_crds::{AccessPolicy, FederatedTrust, matching};
 use passport_webhook::{Bindings, Config, PolicyBinding};
 
+use super::service_accounts::{Known, ServiceAccounts};
+
 /// The stores, and the client for misses.
 #[derive(Clone)]
 pub struct Lookups {
@@ -27,7 +31,7 @@ pub struct Lookups {
     policies: Store<AccessPolicy>,
     trusts: Store<FederatedTrust>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    service_accounts: ServiceAccounts,
     config: Arc<Config>,
     miss_timeout: Duration,
 }
@@ -46,26 +50,6 @@ fn slim<K>(object: &mut PartialObjectMeta<K>) {
     };
 }
 
-/// A service account as the webhook reads it: its name and the EKS and Azure workload identity
-/// annotations, nothing else (not `kubectl.kubernetes.io/last-applied-configuration`, not its
-/// labels): the store holds every service account of the cluster, so each byte counts ten
-/// thousand times.
-fn slim_service_account(object: &mut PartialObjectMeta<ServiceAccount>) {
-    let meta = &mut object.metadata;
-    let annotations = meta.annotations.take().map(|mut annotations| {
-        annotations.retain(|key, _| {
-            key.starts_with("eks.amazonaws.com/") || key.starts_with("azure.workload.identity/")
-        });
-        annotations
-    });
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        annotations: annotations.filter(|a| !a.is_empty()),
-        ..ObjectMeta::default()
-    };
-}
-
 impl Lookups {
     /// The stores and the future that keeps them filled (run it for as long as the webhook
     /// serves).
@@ -77,7 +61,6 @@ impl Lookups {
         let (policies, policy_writer) = reflector::store();
         let (trusts, trust_writer) = reflector::store();
         let (namespaces, namespace_writer) = reflector::store();
-        let (service_accounts, sa_writer) = reflector::store();
         let cfg = watcher::Config::default;
         let drive_policies = watcher(Api::<AccessPolicy>::all(client.clone()), cfg())
             .default_backoff()
@@ -97,14 +80,13 @@ impl Lookups {
         .modify(slim)
         .reflect(namespace_writer)
         .for_each(|_| async {});
-        let drive_sas = watcher(
-            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-            cfg(),
-        )
-        .default_backoff()
-        .modify(slim_service_account)
-        .reflect(sa_writer)
-        .for_each(|_| async {});
+        let (service_accounts, drive_sas) = ServiceAccounts::start(
+            watcher(
+                Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+                cfg(),
+            )
+            .default_backoff(),
+        );
         let lookups = Self {
             client,
             policies,
@@ -143,7 +125,7 @@ impl Lookups {
             policies: policy_store,
             trusts: trust_store,
             namespaces: reflector::store().0,
-            service_accounts: reflector::store().0,
+            service_accounts: ServiceAccounts::start(futures::stream::empty()).0,
             config,
             miss_timeout,
         }
@@ -154,7 +136,7 @@ impl Lookups {
         self.policies.wait_until_ready().await.is_ok()
             && self.trusts.wait_until_ready().await.is_ok()
             && self.namespaces.wait_until_ready().await.is_ok()
-            && self.service_accounts.wait_until_ready().await.is_ok()
+            && self.service_accounts.ready().await
     }
 
     /// No bindings, for a request that is not a CREATE (nothing is decided for it).
@@ -240,58 +222,19 @@ impl Lookups {
         namespace: &str,
         name: &str,
     ) -> BTreeMap<String, String> {
-        if let Some(sa) = self
-            .service_accounts
-            .get(&ObjectRef::new(name).within(namespace))
-        {
-            return sa.annotations().clone();
+        match self.service_accounts.get(namespace, name) {
+            Known::Annotated(annotations) => return annotations,
+            Known::Plain => return BTreeMap::new(),
+            Known::Unknown => {}
         }
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(self.miss_timeout, api.get_metadata_opt(name)).await {
-            Ok(Ok(Some(sa))) => sa.annotations().clone(),
+            Ok(Ok(Some(sa))) => {
+                let mut annotations = sa.metadata.annotations.unwrap_or_default();
+                annotations.retain(|key, _| super::service_accounts::is_compat_annotation(key));
+                annotations
+            }
             _ => BTreeMap::new(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_service_account_keeps_only_its_name_and_the_compat_annotations() {
-        let mut sa: PartialObjectMeta<ServiceAccount> = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {
-                "name": "api", "namespace": "shop", "uid": "u", "resourceVersion": "7",
-                "labels": {"app": "api"},
-                "annotations": {
-                    "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r",
-                    "azure.workload.identity/client-id": "c",
-                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
-                }
-            }
-        }))
-        .unwrap();
-        slim_service_account(&mut sa);
-        assert_eq!(sa.metadata.name.as_deref(), Some("api"));
-        assert_eq!(sa.metadata.namespace.as_deref(), Some("shop"));
-        let keys: Vec<&String> = sa.annotations().keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "azure.workload.identity/client-id",
-                "eks.amazonaws.com/role-arn"
-            ]
-        );
-        assert!(sa.metadata.labels.is_none() && sa.metadata.uid.is_none());
-
-        let mut plain: PartialObjectMeta<ServiceAccount> = serde_json::from_value(
-            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": "default", "namespace": "shop", "annotations": {"a": "b"}}}),
-        )
-        .unwrap();
-        slim_service_account(&mut plain);
-        assert!(plain.metadata.annotations.is_none());
     }
 }

@@ -6,6 +6,7 @@ pub mod lookups;
 #[doc(hidden)]
 pub mod null;
 pub mod server;
+pub mod service_accounts;
 pub mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
