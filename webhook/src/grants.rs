@@ -106,7 +106,7 @@ pub struct AwsGrant {
 }
 
 pub fn aws(grant: AwsGrant, config: &Config) -> Grant {
-    let token_file = format!("{}/{}", paths::AWS_MOUNT, paths::AWS_TOKEN);
+    let token_file = [paths::AWS_MOUNT, "/", paths::AWS_TOKEN].concat();
     let mut env_groups = vec![vec![
         env("AWS_ROLE_ARN", grant.role_arn),
         env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file),
@@ -179,7 +179,7 @@ pub struct AzureGrant {
 }
 
 pub fn azure(grant: AzureGrant) -> Grant {
-    let token_file = format!("{}/{}", paths::AZURE_MOUNT, paths::AZURE_TOKEN);
+    let token_file = [paths::AZURE_MOUNT, "/", paths::AZURE_TOKEN].concat();
     let mut env_groups = Vec::new();
     if let Some(client_id) = grant.client_id {
         env_groups.push(vec![env("AZURE_CLIENT_ID", client_id)]);

@@ -208,10 +208,12 @@ pub(crate) fn apply(
             env_names.join(", ")
         );
         if !applied.mounted.is_empty() {
-            message.push_str(&format!("; mounted in {}", applied.mounted.join(", ")));
+            message.push_str("; mounted in ");
+            message.push_str(&applied.mounted.join(", "));
         }
         if !skipped.is_empty() {
-            message.push_str(&format!("; skipped containers {}", skipped.join(", ")));
+            message.push_str("; skipped containers ");
+            message.push_str(&skipped.join(", "));
         }
         trace.push(StepKind::Inject, None, Outcome::Info, message);
         for note in applied.notes {

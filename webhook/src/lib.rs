@@ -12,6 +12,7 @@ pub mod grants;
 mod inject;
 pub mod mutate;
 pub mod patch;
+mod pod_in;
 pub mod review;
 pub mod trace;
 

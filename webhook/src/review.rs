@@ -11,6 +11,7 @@ use kube::core::admission::{
 };
 
 use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate_owned, service_account};
+use crate::pod_in::PodIn;
 use crate::{Bindings, Trace};
 
 /// Looks up the bindings of one pod; the server answers from its reflector stores.
@@ -159,6 +160,28 @@ fn pod_display_name(pod: &Pod) -> String {
     }
 }
 
+/// The request with its pods as k8s-openapi `Pod`s holding what `mutate` reads.
+fn with_pods(r: AdmissionRequest<PodIn>) -> AdmissionRequest<Pod> {
+    AdmissionRequest {
+        types: r.types,
+        uid: r.uid,
+        kind: r.kind,
+        resource: r.resource,
+        sub_resource: r.sub_resource,
+        request_kind: r.request_kind,
+        request_resource: r.request_resource,
+        request_sub_resource: r.request_sub_resource,
+        name: r.name,
+        namespace: r.namespace,
+        operation: r.operation,
+        user_info: r.user_info,
+        object: r.object.map(Pod::from),
+        old_object: r.old_object.map(Pod::from),
+        dry_run: r.dry_run,
+        options: r.options,
+    }
+}
+
 /// A parsed pod AdmissionReview, between its one parse and the decision: the server looks the
 /// bindings of `subject` up (from its stores, asynchronously) and then calls `decide`.
 pub struct Admission {
@@ -184,10 +207,12 @@ impl Admission {
                 "the body is not UTF-8: {error}"
             )))
         })?;
-        let parsed: AdmissionReview<Pod> =
+        // The pod is parsed as `mutate` reads it (`pod_in`): the rest is skipped unparsed.
+        let parsed: AdmissionReview<PodIn> =
             serde_json::from_str(text).map_err(ReviewError::Parse)?;
-        let mut request: AdmissionRequest<Pod> =
+        let request: AdmissionRequest<PodIn> =
             parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
+        let mut request = with_pods(request);
         let gvk = &request.kind;
         if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
             return Err(ReviewError::NotAPod(format!(
@@ -228,7 +253,7 @@ impl Admission {
             .map(|c| (c.namespace.as_str(), c.service_account.as_str()))
     }
 
-    /// The pod of a CREATE.
+    /// The pod of a CREATE, with the fields `mutate` reads (only those: see `pod_in`).
     pub fn pod(&self) -> Option<&Pod> {
         self.create.as_ref().map(|c| &c.pod)
     }

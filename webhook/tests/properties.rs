@@ -1,6 +1,7 @@
 //! Properties of `mutate` over generated pods and bindings: mutating twice equals mutating
 //! once (reinvocation), and the JSON patch `review` sends is `json_patch::diff` of the whole
-//! pods and applies to its input, for fresh pods and for reinvocations of mutated ones.
+//! pods and applies to its input, for fresh pods and for reinvocations of mutated ones (the
+//! pods carry fields the review skips unparsed, which must change nothing).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,8 +10,10 @@ use std::collections::BTreeMap;
 
 use common::{PolicyFixture, World, labels};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, EnvFromSource, EnvVar, Pod, PodSpec, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, Pod, PodSpec, Toleration,
+    Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use passport_crds::AccessPolicy;
 use passport_webhook::{Bindings, mutate, review};
 use proptest::prelude::*;
@@ -53,6 +56,14 @@ fn container(name: String, env: Vec<usize>, from_cm: bool, eks_mount: bool) -> C
                 ..VolumeMount::default()
             }]
         }),
+        // Fields `mutate` neither reads nor writes, which the review skips unparsed: the
+        // review's patch must still be that of the whole pods.
+        ports: Some(vec![ContainerPort {
+            container_port: 8080,
+            name: Some("http".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        termination_message_path: Some("/dev/termination-log".to_owned()),
         ..Container::default()
     }
 }
@@ -99,8 +110,20 @@ prop_compose! {
                 c
             }).collect()),
             volumes: volume.then(|| vec![Volume { name: "data".to_owned(), ..Volume::default() }]),
+            dns_policy: Some("ClusterFirst".to_owned()),
+            tolerations: Some(vec![Toleration {
+                key: Some("node.kubernetes.io/not-ready".to_owned()),
+                operator: Some("Exists".to_owned()),
+                ..Toleration::default()
+            }]),
             ..PodSpec::default()
         });
+        pod.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kube-controller-manager".to_owned()),
+            operation: Some("Update".to_owned()),
+            fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {"f:dnsPolicy": {}}}))),
+            ..ManagedFieldsEntry::default()
+        }]);
         pod
     }
 }

@@ -1,0 +1,127 @@
+//! A pod as the review reads it: only the fields `mutate` reads or changes, parsed straight into
+//! k8s-openapi's types, the rest of the pod skipped unparsed. The metadata's name, generateName,
+//! namespace, labels and annotations; the spec's service account, volumes, containers and init
+//! containers; of each container its name, image, env, envFrom and volume mounts. Everything else
+//! (the pod's managedFields, resources, probes, ports, tolerations, status) is neither read nor
+//! written by a mutation, and the patch is built from the parts `mutate` changes alone
+//! (`patch::Snapshot`), so skipping it changes no response: the review's tests hold the patch
+//! of this pod to that of `mutate` on the whole pod.
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, Pod, PodSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// The pod of an AdmissionReview, parsed as `mutate` reads it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct PodIn {
+    #[serde(default, deserialize_with = "metadata")]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<SpecIn>,
+}
+
+impl k8s_openapi::Resource for PodIn {
+    const API_VERSION: &'static str = "v1";
+    const GROUP: &'static str = "";
+    const KIND: &'static str = "Pod";
+    const VERSION: &'static str = "v1";
+    const URL_PATH_SEGMENT: &'static str = "pods";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for PodIn {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaIn {
+    name: Option<String>,
+    generate_name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+fn metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    let meta = MetaIn::deserialize(deserializer)?;
+    Ok(ObjectMeta {
+        name: meta.name,
+        generate_name: meta.generate_name,
+        namespace: meta.namespace,
+        labels: meta.labels,
+        annotations: meta.annotations,
+        ..ObjectMeta::default()
+    })
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecIn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_account: Option<String>,
+    /// Required, as in the Pod schema.
+    containers: Vec<ContainerIn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init_containers: Option<Vec<ContainerIn>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volumes: Option<Vec<Volume>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerIn {
+    /// Required, as in the Pod schema.
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env: Option<Vec<EnvVar>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env_from: Option<Vec<EnvFromSource>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume_mounts: Option<Vec<VolumeMount>>,
+}
+
+impl From<ContainerIn> for Container {
+    fn from(c: ContainerIn) -> Self {
+        Container {
+            name: c.name,
+            image: c.image,
+            env: c.env,
+            env_from: c.env_from,
+            volume_mounts: c.volume_mounts,
+            ..Container::default()
+        }
+    }
+}
+
+impl From<PodIn> for Pod {
+    fn from(pod: PodIn) -> Self {
+        Pod {
+            metadata: pod.metadata,
+            spec: pod.spec.map(|spec| PodSpec {
+                service_account_name: spec.service_account_name,
+                service_account: spec.service_account,
+                containers: spec.containers.into_iter().map(Container::from).collect(),
+                init_containers: spec
+                    .init_containers
+                    .map(|list| list.into_iter().map(Container::from).collect()),
+                volumes: spec.volumes,
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
+    }
+}
