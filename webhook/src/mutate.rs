@@ -140,7 +140,7 @@ pub fn mutate_owned(mut pod: Pod, bindings: &Bindings) -> Result<Mutation, Denia
             before: None,
         });
     }
-    let before = patch::Snapshot::of(&pod);
+    let before = patch::Snapshot::of(&pod, grants.iter().map(|g| g.volume.name.as_str()));
     let skip = compat::split_list(annotation(&pod, keys::SKIP_CONTAINERS), ',');
     if !skip.is_empty() {
         let names: Vec<&str> = skip.iter().map(String::as_str).collect();

@@ -1,8 +1,9 @@
 //! The JSON patch of a mutation, from the typed pods. `mutate` changes only the pod's
 //! annotations, its volumes, and its containers' and init containers' env and volume mounts,
 //! and it only appends to env and volume mounts (the `Mutation` contract). So before it injects
-//! anything it keeps a [`Snapshot`]: a copy of the annotations and volumes, and the length of
-//! each container's env and mounts. The patch compares the snapshot with the mutated pod: only
+//! anything it keeps a [`Snapshot`]: a copy of the annotations, the number of volumes with a copy
+//! of those it may replace (the ones named like a grant's volume), and the length of each
+//! container's env and mounts. The patch compares the snapshot with the mutated pod: only
 //! what differs (or was appended) is serialised, straight into the patch's JSON, and the rest of
 //! the pod is never copied. The result is exactly `json_patch::diff` of the two whole pods
 //! serialised (the same operations in the same order: serde_json's maps keep keys sorted, arrays
@@ -27,7 +28,16 @@ pub struct Snapshot {
     annotations: Option<BTreeMap<String, String>>,
     containers: Vec<Slots>,
     init_containers: Option<Vec<Slots>>,
-    volumes: Option<Vec<Volume>>,
+    volumes: Option<Volumes>,
+}
+
+/// The pod's volumes as the patch needs them: how many there were, and a copy of each one
+/// `mutate` may replace (a volume named like one of the grants', an earlier invocation's),
+/// with its index. `mutate` leaves every other volume as it is and appends the rest.
+#[derive(Clone, Debug, PartialEq)]
+struct Volumes {
+    len: usize,
+    replaceable: Vec<(usize, Volume)>,
 }
 
 /// How many env variables and volume mounts a container had (None: no list at all).
@@ -47,8 +57,10 @@ impl Slots {
 }
 
 impl Snapshot {
-    /// Keeps what the patch of a mutation of `pod` needs, and nothing else.
-    pub fn of(pod: &Pod) -> Self {
+    /// Keeps what the patch of a mutation of `pod` needs, and nothing else. `names` are the
+    /// names of the volumes the mutation writes: a volume of the pod by one of those names may
+    /// be replaced, and is copied; any other is not.
+    pub fn of<'a>(pod: &Pod, names: impl Iterator<Item = &'a str> + Clone) -> Self {
         let spec = pod.spec.as_ref();
         Self {
             spec: spec.is_some(),
@@ -59,7 +71,17 @@ impl Snapshot {
             init_containers: spec
                 .and_then(|s| s.init_containers.as_ref())
                 .map(|list| list.iter().map(Slots::of).collect()),
-            volumes: spec.and_then(|s| s.volumes.clone()),
+            volumes: spec
+                .and_then(|s| s.volumes.as_ref())
+                .map(|volumes| Volumes {
+                    len: volumes.len(),
+                    replaceable: volumes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| names.clone().any(|name| name == v.name))
+                        .map(|(index, v)| (index, v.clone()))
+                        .collect(),
+                }),
         }
     }
 
@@ -120,10 +142,10 @@ impl Snapshot {
         ops.member(
             &mut path,
             "volumes",
-            self.volumes.as_deref(),
+            self.volumes.as_ref(),
             spec.volumes.as_deref(),
             &mut removed,
-            |ops, path, b, a| ops.list(path, b, a),
+            Ops::volumes,
         )?;
         ops.remove_all(removed)?;
         path.back(at);
@@ -270,31 +292,25 @@ impl Ops {
         done
     }
 
-    /// A list, index by index (as `json_patch::diff` compares arrays); elements that differ
-    /// are diffed whole.
-    fn list<T: Serialize + PartialEq>(
-        &mut self,
-        path: &mut Path,
-        before: &[T],
-        after: &[T],
-    ) -> Result {
-        let common = before.len().min(after.len());
-        for (index, (b, a)) in before.iter().zip(after).enumerate() {
+    /// The volumes: those `mutate` may have replaced, compared with their copies, then the
+    /// ones appended (as `list` would write them: index by index).
+    fn volumes(&mut self, path: &mut Path, before: &Volumes, after: &[Volume]) -> Result {
+        if after.len() < before.len {
+            return Err(serde_json::Error::custom(
+                "the mutated pod has fewer volumes than its snapshot",
+            ));
+        }
+        for (index, b) in &before.replaceable {
+            let a = &after[*index];
             if b != a {
-                let at = path.index(index);
+                let at = path.index(*index);
                 self.value(path, b, a)?;
                 path.back(at);
             }
         }
-        // Elements past the shorter list: added, or removed from the end one index at a time.
-        for (index, a) in after.iter().enumerate().skip(common) {
+        for (index, a) in after.iter().enumerate().skip(before.len) {
             let at = path.index(index);
             self.add(path, a)?;
-            path.back(at);
-        }
-        for _ in common..before.len() {
-            let at = path.index(common);
-            self.remove(path.as_str())?;
             path.back(at);
         }
         Ok(())
@@ -385,7 +401,7 @@ mod tests {
     #[test]
     fn a_snapshot_diffs_only_its_parts_with_escaped_keys() {
         let before = pod(serde_json::json!([{"name": "app"}, {"name": "proxy", "env": []}]));
-        let snapshot = Snapshot::of(&before);
+        let snapshot = Snapshot::of(&before, std::iter::empty());
         let mut after = before.clone();
         let annotations = after.metadata.annotations.as_mut().unwrap();
         annotations.insert("x~y/z".into(), "2".into());
@@ -417,16 +433,69 @@ mod tests {
     #[test]
     fn a_snapshot_refuses_a_pod_with_other_containers() {
         let before = pod(serde_json::json!([{"name": "app"}]));
-        let snapshot = Snapshot::of(&before);
+        let snapshot = Snapshot::of(&before, std::iter::empty());
         let after = pod(serde_json::json!([{"name": "app"}, {"name": "more"}]));
         let error = snapshot.diff(&after).unwrap_err();
         assert!(error.to_string().contains("other containers"), "{error}");
         let mut shorter = before.clone();
         shorter.spec.as_mut().unwrap().containers[0].env = Some(Vec::new());
-        let snapshot = Snapshot::of(&pod(
-            serde_json::json!([{"name": "app", "env": [{"name": "A"}]}]),
-        ));
+        let snapshot = Snapshot::of(
+            &pod(serde_json::json!([{"name": "app", "env": [{"name": "A"}]}])),
+            std::iter::empty(),
+        );
         let error = snapshot.diff(&shorter).unwrap_err();
         assert!(error.to_string().contains("lost elements"), "{error}");
+    }
+
+    fn volume(name: &str, expiration: i64) -> Volume {
+        crate::grants::projected_volume(
+            name,
+            vec![crate::grants::token_source(
+                "token",
+                "sts.amazonaws.com",
+                expiration,
+            )],
+        )
+    }
+
+    #[test]
+    fn a_snapshot_copies_only_the_volumes_a_grant_may_replace() {
+        let mut before = pod(serde_json::json!([{"name": "app"}]));
+        let spec = before.spec.as_mut().unwrap();
+        spec.volumes = Some(vec![
+            Volume {
+                name: "data".into(),
+                ..Volume::default()
+            },
+            volume("passport-aws-token", 3600),
+        ]);
+        let snapshot = Snapshot::of(&before, ["passport-aws-token", "passport-gcp"].into_iter());
+        assert_eq!(
+            snapshot
+                .volumes
+                .as_ref()
+                .map(|v| (v.len, v.replaceable.len())),
+            Some((2, 1)),
+            "the other volume is counted, not copied"
+        );
+        // The stale volume brought up to date, and another appended.
+        let mut after = before.clone();
+        let volumes = after.spec.as_mut().unwrap().volumes.as_mut().unwrap();
+        volumes[1] = volume("passport-aws-token", 86_400);
+        volumes.push(volume("passport-gcp", 3600));
+        let patch = snapshot.diff(&after).unwrap();
+        assert_eq!(
+            patch,
+            json_patch::diff(
+                &serde_json::to_value(&before).unwrap(),
+                &serde_json::to_value(&after).unwrap()
+            )
+        );
+        assert_eq!(patch.0.len(), 2, "{patch:?}");
+
+        let mut fewer = before.clone();
+        fewer.spec.as_mut().unwrap().volumes.as_mut().unwrap().pop();
+        let error = snapshot.diff(&fewer).unwrap_err();
+        assert!(error.to_string().contains("fewer volumes"), "{error}");
     }
 }
