@@ -1,7 +1,7 @@
 //! What the webhook looks up for a pod: AccessPolicies, FederatedTrusts, Namespaces and
-//! ServiceAccounts from in-memory reflector stores (namespaces and service accounts
-//! metadata-only: namespaces stripped to labels and annotations, service accounts in the compact
-//! index of `service_accounts`). When the store knows no policy for the pod's service account,
+//! ServiceAccounts from memory: reflector stores of the trusts and of the namespaces
+//! (metadata-only, stripped to labels and annotations), and the webhook's own indexes
+//! (`indexes`) of the policies by namespace and of the service accounts, compact. When the store knows no policy for the pod's service account,
 //! one direct API read, bounded by a timeout, covers a policy applied in the same `kubectl
 //! apply` as the pod (and likewise for a service account the index has not seen yet). The
 //! request path makes no other IO.
@@ -22,13 +22,13 @@ use kube::{
 use passport_crds::{AccessPolicy, FederatedTrust, matching};
 use passport_webhook::{Bindings, Config, PolicyBinding};
 
-use super::service_accounts::{Known, ServiceAccounts};
+use super::indexes::{Known, Policies, ServiceAccounts, is_compat_annotation};
 
 /// The stores, and the client for misses.
 #[derive(Clone)]
 pub struct Lookups {
     client: Client,
-    policies: Store<AccessPolicy>,
+    policies: Policies,
     trusts: Store<FederatedTrust>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     service_accounts: ServiceAccounts,
@@ -58,15 +58,12 @@ impl Lookups {
         config: Arc<Config>,
         miss_timeout: Duration,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
-        let (policies, policy_writer) = reflector::store();
         let (trusts, trust_writer) = reflector::store();
         let (namespaces, namespace_writer) = reflector::store();
         let cfg = watcher::Config::default;
-        let drive_policies = watcher(Api::<AccessPolicy>::all(client.clone()), cfg())
-            .default_backoff()
-            .modify(|p| p.managed_fields_mut().clear())
-            .reflect(policy_writer)
-            .for_each(|_| async {});
+        let (policies, drive_policies) = Policies::start(
+            watcher(Api::<AccessPolicy>::all(client.clone()), cfg()).default_backoff(),
+        );
         let drive_trusts = watcher(Api::<FederatedTrust>::all(client.clone()), cfg())
             .default_backoff()
             .modify(|t| t.managed_fields_mut().clear())
@@ -112,17 +109,13 @@ impl Lookups {
         policies: Vec<AccessPolicy>,
         trusts: Vec<FederatedTrust>,
     ) -> Self {
-        let (policy_store, mut policy_writer) = reflector::store();
-        for policy in policies {
-            policy_writer.apply_watcher_event(&watcher::Event::Apply(policy));
-        }
         let (trust_store, mut trust_writer) = reflector::store();
         for trust in trusts {
             trust_writer.apply_watcher_event(&watcher::Event::Apply(trust));
         }
         Self {
             client,
-            policies: policy_store,
+            policies: Policies::of(policies),
             trusts: trust_store,
             namespaces: reflector::store().0,
             service_accounts: ServiceAccounts::start(futures::stream::empty()).0,
@@ -133,7 +126,7 @@ impl Lookups {
 
     /// Whether every store has its first full list.
     pub async fn ready(&self) -> bool {
-        self.policies.wait_until_ready().await.is_ok()
+        self.policies.ready().await
             && self.trusts.wait_until_ready().await.is_ok()
             && self.namespaces.wait_until_ready().await.is_ok()
             && self.service_accounts.ready().await
@@ -151,12 +144,7 @@ impl Lookups {
         service_account: &str,
         now: jiff::Timestamp,
     ) -> Bindings {
-        let mut policies: Vec<Arc<AccessPolicy>> = self
-            .policies
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .collect();
+        let mut policies = self.policies.in_namespace(namespace);
         let names_sa =
             |p: &Arc<AccessPolicy>| p.spec.service_accounts.iter().any(|s| s == service_account);
         if !policies.iter().any(names_sa) {
@@ -231,7 +219,7 @@ impl Lookups {
         match tokio::time::timeout(self.miss_timeout, api.get_metadata_opt(name)).await {
             Ok(Ok(Some(sa))) => {
                 let mut annotations = sa.metadata.annotations.unwrap_or_default();
-                annotations.retain(|key, _| super::service_accounts::is_compat_annotation(key));
+                annotations.retain(|key, _| is_compat_annotation(key));
                 annotations
             }
             _ => BTreeMap::new(),

@@ -1,12 +1,12 @@
 //! The admission webhook inside `passport run`: served on every replica (leader or not) over
-//! HTTPS, with lookups from reflector stores and TLS that Passport manages itself unless
+//! HTTPS, with lookups from in-memory stores and TLS that Passport manages itself unless
 //! another issuer provides it. The decision is `passport_webhook::review`, pure.
 
+pub mod indexes;
 pub mod lookups;
 #[doc(hidden)]
 pub mod null;
 pub mod server;
-pub mod service_accounts;
 pub mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
