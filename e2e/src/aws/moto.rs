@@ -54,6 +54,9 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
+        if let Some(pid) = child.id() {
+            watch_over(pid);
+        }
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(drain(BufReader::new(out), tail.clone()));
@@ -129,6 +132,28 @@ impl Drop for Moto {
     fn drop(&mut self) {
         // kill_on_drop also does this; being explicit keeps it true if the Child is ever moved.
         let _ = self.child.start_kill();
+    }
+}
+
+/// Stops moto `pid` when this process exits without dropping it: a test binary never drops its
+/// statics, and a stack shared by a binary's tests lives in one. A detached shell polls both
+/// processes; it ends by itself once moto is gone (a `Moto` dropped as usual). The outer shell
+/// only starts it in the background and exits at once, so no child is left to reap.
+fn watch_over(pid: u32) {
+    let watchdog = format!(
+        "(while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         kill {pid} 2>/dev/null) &",
+        parent = std::process::id(),
+    );
+    let started = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(watchdog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !started.is_ok_and(|status| status.success()) {
+        tracing::warn!("could not start moto's watchdog: it may outlive this process");
     }
 }
 
