@@ -53,7 +53,8 @@ struct MetaIn {
 }
 
 fn metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
-    let meta = MetaIn::deserialize(deserializer)?;
+    // `null` is the default, as k8s-openapi reads it.
+    let meta = Option::<MetaIn>::deserialize(deserializer)?.unwrap_or_default();
     Ok(ObjectMeta {
         name: meta.name,
         generate_name: meta.generate_name,
@@ -71,8 +72,10 @@ struct SpecIn {
     service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     service_account: Option<String>,
-    /// Required, as in the Pod schema.
-    containers: Vec<ContainerIn>,
+    /// Absent or `null` is no containers, as k8s-openapi reads it (admission comes before
+    /// validation, which refuses such a pod).
+    #[serde(default)]
+    containers: Option<Vec<ContainerIn>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     init_containers: Option<Vec<ContainerIn>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,8 +85,9 @@ struct SpecIn {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ContainerIn {
-    /// Required, as in the Pod schema.
-    name: String,
+    /// Absent or `null` is empty, as k8s-openapi reads it.
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,7 +101,7 @@ struct ContainerIn {
 impl From<ContainerIn> for Container {
     fn from(c: ContainerIn) -> Self {
         Container {
-            name: c.name,
+            name: c.name.unwrap_or_default(),
             image: c.image,
             env: c.env,
             env_from: c.env_from,
@@ -114,7 +118,12 @@ impl From<PodIn> for Pod {
             spec: pod.spec.map(|spec| PodSpec {
                 service_account_name: spec.service_account_name,
                 service_account: spec.service_account,
-                containers: spec.containers.into_iter().map(Container::from).collect(),
+                containers: spec
+                    .containers
+                    .into_iter()
+                    .flatten()
+                    .map(Container::from)
+                    .collect(),
                 init_containers: spec
                     .init_containers
                     .map(|list| list.into_iter().map(Container::from).collect()),
@@ -122,6 +131,43 @@ impl From<PodIn> for Pod {
                 ..PodSpec::default()
             }),
             status: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Absent and `null` members read as k8s-openapi reads them, so no pod the full parse
+    /// accepts is refused.
+    #[test]
+    fn absent_and_null_members_read_as_k8s_openapi_reads_them() {
+        for pod in [
+            serde_json::json!({}),
+            serde_json::json!({"metadata": null, "spec": null}),
+            serde_json::json!({"spec": {}}),
+            serde_json::json!({"spec": {"containers": null, "volumes": null}}),
+            serde_json::json!({"spec": {"containers": [{}, {"name": null, "env": null}]}}),
+            serde_json::json!({"metadata": {"name": "p", "labels": null},
+                "spec": {"containers": [{"name": "app", "image": "i", "ports": [{"containerPort": 1}]}],
+                         "initContainers": [{"name": "init", "restartPolicy": "Always"}]}}),
+        ] {
+            let full: Pod = serde_json::from_value(pod.clone()).unwrap();
+            let slim: PodIn = serde_json::from_value(pod.clone()).unwrap();
+            let mut expected = full.clone();
+            // What `pod_in` leaves out.
+            if let Some(spec) = expected.spec.as_mut() {
+                for c in spec
+                    .containers
+                    .iter_mut()
+                    .chain(spec.init_containers.iter_mut().flatten())
+                {
+                    c.ports = None;
+                    c.restart_policy = None;
+                }
+            }
+            assert_eq!(Pod::from(slim), expected, "{pod}");
         }
     }
 }
