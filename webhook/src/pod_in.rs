@@ -11,15 +11,14 @@ use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, Pod, PodSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 /// The pod of an AdmissionReview, parsed as `mutate` reads it.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodIn {
     #[serde(default, deserialize_with = "metadata")]
     metadata: ObjectMeta,
-    #[serde(default)]
     spec: Option<SpecIn>,
 }
 
@@ -65,36 +64,26 @@ fn metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D:
     })
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SpecIn {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     service_account_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     service_account: Option<String>,
     /// Absent or `null` is no containers, as k8s-openapi reads it (admission comes before
     /// validation, which refuses such a pod).
-    #[serde(default)]
     containers: Option<Vec<ContainerIn>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     init_containers: Option<Vec<ContainerIn>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     volumes: Option<Vec<Volume>>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ContainerIn {
     /// Absent or `null` is empty, as k8s-openapi reads it.
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     env: Option<Vec<EnvVar>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     env_from: Option<Vec<EnvFromSource>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     volume_mounts: Option<Vec<VolumeMount>>,
 }
 

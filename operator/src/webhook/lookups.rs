@@ -118,7 +118,7 @@ impl Lookups {
             policies: Policies::of(policies),
             trusts: trust_store,
             namespaces: reflector::store().0,
-            service_accounts: ServiceAccounts::start(futures::stream::empty()).0,
+            service_accounts: ServiceAccounts::of([]),
             config,
             miss_timeout,
         }
