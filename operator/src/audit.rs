@@ -1,12 +1,93 @@
-//! The audit log: one JSON line (tracing target `audit`) for every cloud change, saying who
-//! (policy, trust), what (cloud, object, operation), the digest of what was written, and how it
-//! ended. `passport run` writes these lines to standard output, apart from the other logs.
+//! The audit log: one JSON line for every cloud change, saying who (policy, trust), what
+//! (cloud, object, operation), the digest of what was written, and how it ended; and one for
+//! every admission that involved an AccessPolicy, with its decision trace. `passport run`
+//! writes these lines to standard output, apart from the logs (standard error).
+//!
+//! The lines have the shape of a JSON log line (`timestamp`, `level`, `message`, the fields,
+//! `target`), so a log pipeline reads them like any other; they are written here with
+//! serde_json rather than through tracing's JSON formatter, which copies every field into a
+//! string and a map before it writes the line: on the webhook's path that was a tenth of an
+//! admission's time.
+
+use std::fmt::Display;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use passport_crds::Cloud;
+use passport_webhook::Trace;
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-/// The tracing target of audit lines.
+/// The `target` of audit lines.
 pub const TARGET: &str = "audit";
+
+/// Whether audit lines are written: `passport run` turns them on; tests and the offline
+/// commands write none.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Writes audit lines to standard output from now on (`passport run`).
+pub fn to_stdout() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// `line` as one JSON object and its newline.
+fn render(line: &impl Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut bytes, line)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes one line, in one write, so the lines of concurrent tasks never interleave.
+fn write(line: &impl Serialize) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let written = render(line)
+        .map_err(std::io::Error::from)
+        .and_then(|bytes| std::io::stdout().lock().write_all(&bytes));
+    if let Err(error) = written {
+        tracing::error!(%error, "could not write an audit line");
+    }
+}
+
+/// A value written as its `Display` text, straight into the line (escaped on the way, never
+/// first rendered to a string of its own).
+struct Text<T>(T);
+
+impl<T: Display> Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// Items joined with a separator.
+struct Joined<'a, T>(&'a [T], &'static str);
+
+impl<T: Display> Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(self.1)?;
+            }
+            item.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The time of a line: UTC, to the microsecond.
+struct Now(jiff::Timestamp);
+
+impl Display for Now {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.6}", self.0)
+    }
+}
+
+fn now() -> Text<Now> {
+    Text(Now(jiff::Timestamp::now()))
+}
 
 /// One cloud change, or one refusal to change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,22 +205,112 @@ pub struct Who<'a> {
     pub drift: bool,
 }
 
+/// The line of a cloud change (docs/operations.md, "Logs and the audit log").
+#[derive(Serialize)]
+struct CloudChange<'a> {
+    timestamp: Text<Now>,
+    level: &'static str,
+    message: &'static str,
+    kind: &'static str,
+    resource: &'a str,
+    trust: &'a str,
+    cloud: &'static str,
+    object: &'a str,
+    operation: &'static str,
+    changes: Text<Joined<'a, String>>,
+    digest: &'a str,
+    drift: bool,
+    outcome: &'a str,
+    target: &'static str,
+}
+
+fn cloud_change<'a>(who: &Who<'a>, record: &'a Record) -> CloudChange<'a> {
+    CloudChange {
+        timestamp: now(),
+        level: "INFO",
+        message: "cloud change",
+        kind: who.kind,
+        resource: who.resource,
+        trust: who.trust,
+        cloud: record.cloud.as_str(),
+        object: &record.object,
+        operation: record.operation,
+        changes: Text(Joined(&record.changes, "; ")),
+        digest: &record.digest,
+        drift: who.drift,
+        outcome: &record.outcome,
+        target: TARGET,
+    }
+}
+
 /// Writes the audit line of one record: with `passport run`, a JSON object on standard output.
 pub fn emit(who: &Who<'_>, record: &Record) {
-    tracing::info!(
+    write(&cloud_change(who, record));
+}
+
+/// One admission decision that involved a policy (docs/operations.md, "Audit lines for
+/// admissions").
+pub struct Admission<'a> {
+    /// The AdmissionReview request's UID.
+    pub correlation_id: &'a str,
+    pub namespace: &'a str,
+    /// The pod's name, or `<generateName>*`.
+    pub pod: &'a str,
+    pub service_account: &'a str,
+    /// `admitted` or `denied`.
+    pub decision: &'static str,
+    pub applied: &'a [String],
+    /// Admitted: the policies skipped by their conditions; denied: those that refused the pod.
+    pub skipped: &'a [&'a str],
+    /// The compatibility modes that gave credentials (`eks`, `azure`).
+    pub compat: &'a [String],
+    pub trace: &'a Trace,
+    pub dry_run: bool,
+}
+
+#[derive(Serialize)]
+struct AdmissionLine<'a> {
+    timestamp: Text<Now>,
+    level: &'static str,
+    message: &'static str,
+    kind: &'static str,
+    correlation_id: &'a str,
+    namespace: &'a str,
+    pod: &'a str,
+    service_account: &'a str,
+    decision: &'static str,
+    applied: Text<Joined<'a, String>>,
+    skipped: Text<Joined<'a, &'a str>>,
+    compat: Text<Joined<'a, String>>,
+    trace: Text<&'a Trace>,
+    dry_run: bool,
+    target: &'static str,
+}
+
+fn admission_line<'a>(a: &Admission<'a>) -> AdmissionLine<'a> {
+    AdmissionLine {
+        timestamp: now(),
+        level: "INFO",
+        message: "admission",
+        kind: "Pod",
+        correlation_id: a.correlation_id,
+        namespace: a.namespace,
+        pod: a.pod,
+        service_account: a.service_account,
+        decision: a.decision,
+        applied: Text(Joined(a.applied, ",")),
+        skipped: Text(Joined(a.skipped, ",")),
+        compat: Text(Joined(a.compat, ",")),
+        trace: Text(a.trace),
+        dry_run: a.dry_run,
         target: TARGET,
-        kind = who.kind,
-        resource = who.resource,
-        trust = who.trust,
-        cloud = record.cloud.as_str(),
-        object = %record.object,
-        operation = record.operation,
-        changes = %record.changes.join("; "),
-        digest = %record.digest,
-        drift = who.drift,
-        outcome = %record.outcome,
-        "cloud change"
-    );
+    }
+}
+
+/// Writes the audit line of one admission: with `passport run`, a JSON object on standard
+/// output.
+pub fn admission(admission: &Admission<'_>) {
+    write(&admission_line(admission));
 }
 
 /// sha256 of a document's JSON, first 16 hex digits.
@@ -174,5 +345,137 @@ mod tests {
         );
         let deleted = Record::change(Cloud::Gcp, "sa@p", "delete", Vec::new(), &());
         assert_eq!(deleted.digest, "-");
+    }
+
+    /// A rendered line, checked to be one line of JSON with the frame of a log line around
+    /// `fields` (in this order): `timestamp` (UTC, to the microsecond, now), `level`,
+    /// `message`, then `fields`, then `target`.
+    fn framed(bytes: &[u8], fields: &[&str]) -> serde_json::Value {
+        let text = std::str::from_utf8(bytes).unwrap();
+        assert!(
+            text.ends_with('\n') && text.matches('\n').count() == 1,
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        // serde_json's map keeps keys sorted; the order is read from the text itself.
+        let mut keys: Vec<(usize, &str)> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| (text.find(&format!("\"{k}\":")).unwrap(), k.as_str()))
+            .collect();
+        keys.sort();
+        let keys: Vec<&str> = keys.into_iter().map(|(_, k)| k).collect();
+        let frame = ["timestamp", "level", "message"];
+        assert_eq!(keys, [&frame[..], fields, &["target"]].concat());
+        let timestamp = value["timestamp"].as_str().unwrap();
+        let parsed: jiff::Timestamp = timestamp.parse().unwrap();
+        assert!(
+            (jiff::Timestamp::now() - parsed).get_seconds().abs() < 60,
+            "{timestamp}"
+        );
+        assert!(
+            timestamp.ends_with('Z') && timestamp.rsplit('.').next().unwrap().len() == 7,
+            "UTC to the microsecond: {timestamp}"
+        );
+        assert_eq!(value["level"], "INFO");
+        assert_eq!(value["target"], "audit");
+        value
+    }
+
+    #[test]
+    fn a_cloud_change_line_has_the_documented_fields_in_order() {
+        let record = Record::change(
+            Cloud::Aws,
+            "arn:aws:iam::1:role/x",
+            "update",
+            vec!["trust policy".to_owned(), "tags \"a\"".to_owned()],
+            &serde_json::json!({"a": 1}),
+        );
+        let who = Who {
+            kind: "AccessPolicy",
+            resource: "payments/s3-reader",
+            trust: "aws-prod",
+            drift: true,
+        };
+        let value = framed(
+            &render(&cloud_change(&who, &record)).unwrap(),
+            &[
+                "kind",
+                "resource",
+                "trust",
+                "cloud",
+                "object",
+                "operation",
+                "changes",
+                "digest",
+                "drift",
+                "outcome",
+            ],
+        );
+        assert_eq!(value["message"], "cloud change");
+        assert_eq!(value["cloud"], "aws");
+        assert_eq!(value["changes"], "trust policy; tags \"a\"");
+        assert_eq!(value["digest"], record.digest);
+        assert_eq!(value["drift"], true);
+        assert_eq!(value["outcome"], "ok");
+    }
+
+    #[test]
+    fn an_admission_line_carries_the_trace_as_one_escaped_string() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-0", "namespace": "payments"},
+            "spec": {"serviceAccountName": "api", "containers": [{"name": "app", "image": "x"}]},
+        }))
+        .unwrap();
+        let bindings = passport_webhook::Bindings::new(
+            "payments",
+            jiff::Timestamp::now(),
+            std::sync::Arc::new(passport_webhook::Config::new("prod")),
+        );
+        let trace = passport_webhook::mutate(&pod, &bindings).unwrap().trace;
+        assert!(!trace.steps.is_empty());
+        let applied = vec!["payments/s3-reader".to_owned(), "payments/gcs".to_owned()];
+        let line = Admission {
+            correlation_id: "3b7e1f0c",
+            namespace: "payments",
+            pod: "api-7c5d8b9f4-*",
+            service_account: "api",
+            decision: "admitted",
+            applied: &applied,
+            skipped: &["payments/night-only"],
+            compat: &[],
+            trace: &trace,
+            dry_run: false,
+        };
+        let value = framed(
+            &render(&admission_line(&line)).unwrap(),
+            &[
+                "kind",
+                "correlation_id",
+                "namespace",
+                "pod",
+                "service_account",
+                "decision",
+                "applied",
+                "skipped",
+                "compat",
+                "trace",
+                "dry_run",
+            ],
+        );
+        assert_eq!(value["message"], "admission");
+        assert_eq!(value["kind"], "Pod");
+        assert_eq!(value["correlation_id"], "3b7e1f0c");
+        assert_eq!(value["pod"], "api-7c5d8b9f4-*");
+        assert_eq!(value["applied"], "payments/s3-reader,payments/gcs");
+        assert_eq!(value["skipped"], "payments/night-only");
+        assert_eq!(value["compat"], "");
+        assert_eq!(
+            value["trace"],
+            trace.to_string(),
+            "the trace as --explain words it"
+        );
+        assert_eq!(value["dry_run"], false);
     }
 }

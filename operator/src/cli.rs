@@ -189,30 +189,16 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Logs as text on standard error (`RUST_LOG`, default `info`); audit lines (target `audit`)
-/// as one JSON object each on standard output, apart from the rest.
+/// Logs as text on standard error (`RUST_LOG`, default `info`); audit lines as one JSON object
+/// each on standard output, apart from the rest (`passport_operator::audit`).
 fn init_logging() {
-    use tracing_subscriber::{EnvFilter, Layer as _, filter, fmt, layer::SubscriberExt as _};
-    let logs = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
-        )
-        .with_filter(filter::filter_fn(|meta| {
-            meta.target() != passport_operator::audit::TARGET
-        }));
-    let audit = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(std::io::stdout)
-        .with_filter(
-            filter::Targets::new()
-                .with_target(passport_operator::audit::TARGET, tracing::Level::INFO),
-        );
-    let subscriber = tracing_subscriber::registry().with(logs).with(audit);
+    use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt as _};
+    let logs = fmt::layer().with_writer(std::io::stderr).with_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
+    );
+    let subscriber = tracing_subscriber::registry().with(logs);
     let _ = tracing::subscriber::set_global_default(subscriber);
+    passport_operator::audit::to_stdout();
 }
 
 fn crdgen(out_dir: &Path, stdout: bool) -> anyhow::Result<()> {

@@ -135,7 +135,7 @@ mod tests {
             applied.iter().any(|p| p == "payments/s3-reader"),
             "{applied:?}"
         );
-        let response = serde_json::to_value(&reviewed.review).unwrap();
+        let response = reviewed.to_wire().unwrap();
         assert_eq!(
             response["response"]["uid"],
             "705ab4f5-6393-11e8-b7cc-42010a800002"
@@ -166,7 +166,7 @@ mod tests {
             panic!("{:?}", reviewed.decision)
         };
         assert!(applied.is_empty());
-        let response = serde_json::to_value(&reviewed.review).unwrap();
+        let response = reviewed.to_wire().unwrap();
         assert!(response["response"].get("patch").is_none(), "{response}");
         assert!(explain(&reviewed).contains("admitted without credentials"));
     }
@@ -193,7 +193,7 @@ mod tests {
         );
         assert_ne!(review, REVIEW);
         let reviewed = passport_webhook::review(review.as_bytes(), &source).unwrap();
-        let patch = String::from_utf8(reviewed.review.response.unwrap().patch.unwrap()).unwrap();
+        let patch = String::from_utf8(reviewed.response.patch.unwrap()).unwrap();
         for name in ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION"] {
             assert!(
                 !patch.contains(&format!("\"name\":\"{name}\"")),

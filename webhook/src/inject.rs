@@ -70,7 +70,9 @@ fn unknown_sources<'a>(
 /// What happened in one container for one grant.
 #[derive(Default)]
 struct Applied {
-    mounted: Vec<String>,
+    /// The containers the volume was mounted in, comma-separated (one string for the pod, not
+    /// one per container).
+    mounted: String,
     notes: Vec<String>,
 }
 
@@ -101,7 +103,10 @@ fn apply_to_container(
             read_only: Some(true),
             ..VolumeMount::default()
         });
-        applied.mounted.push(container.name.clone());
+        if !applied.mounted.is_empty() {
+            applied.mounted.push_str(", ");
+        }
+        applied.mounted.push_str(&container.name);
     }
 
     let own = container.env.as_ref().map_or(0, Vec::len);
@@ -151,10 +156,11 @@ fn apply_to_container(
     }
 }
 
-/// Applies `grants` to `pod`; `skip` are the containers `passport.dev/skip-containers` names.
+/// Applies `grants` to `pod` (their volumes move into it); `skip` are the containers
+/// `passport.dev/skip-containers` names.
 pub(crate) fn apply(
     pod: &mut Pod,
-    grants: &[Grant],
+    grants: Vec<Grant>,
     skip: &BTreeSet<String>,
     sources: &EnvSources,
     trace: &mut Trace,
@@ -163,13 +169,6 @@ pub(crate) fn apply(
         let mut applied = Applied::default();
         let mut skipped = Vec::new();
         if let Some(spec) = pod.spec.as_mut() {
-            let volumes = spec.volumes.get_or_insert_with(Vec::new);
-            // The names are Passport's own (`passport-` prefix): one already there is ours from
-            // an earlier invocation and is brought up to date.
-            match volumes.iter_mut().find(|v| v.name == grant.volume.name) {
-                Some(volume) => *volume = grant.volume.clone(),
-                None => volumes.push(grant.volume.clone()),
-            }
             let containers = spec
                 .init_containers
                 .iter_mut()
@@ -180,17 +179,8 @@ pub(crate) fn apply(
                 {
                     skipped.push(container.name.clone());
                 } else {
-                    apply_to_container(container, grant, sources, &mut applied);
+                    apply_to_container(container, &grant, sources, &mut applied);
                 }
-            }
-        }
-        if !grant.annotations.is_empty() {
-            let annotations = pod
-                .metadata
-                .annotations
-                .get_or_insert_with(Default::default);
-            for (key, value) in &grant.annotations {
-                annotations.insert(key.clone(), value.clone());
             }
         }
         let env_names: Vec<&str> = grant
@@ -207,9 +197,25 @@ pub(crate) fn apply(
             grant.mount_path,
             env_names.join(", ")
         );
+        if let Some(spec) = pod.spec.as_mut() {
+            let volumes = spec.volumes.get_or_insert_with(Vec::new);
+            // The names are Passport's own (`passport-` prefix): one already there is ours from
+            // an earlier invocation and is brought up to date.
+            match volumes.iter_mut().find(|v| v.name == grant.volume.name) {
+                Some(volume) => *volume = grant.volume,
+                None => volumes.push(grant.volume),
+            }
+        }
+        if !grant.annotations.is_empty() {
+            let annotations = pod
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            annotations.extend(grant.annotations);
+        }
         if !applied.mounted.is_empty() {
             message.push_str("; mounted in ");
-            message.push_str(&applied.mounted.join(", "));
+            message.push_str(&applied.mounted);
         }
         if !skipped.is_empty() {
             message.push_str("; skipped containers ");

@@ -19,5 +19,5 @@ pub mod trace;
 pub use bindings::{Bindings, EnvSources, PolicyBinding};
 pub use config::{CompatConfig, Config};
 pub use mutate::{Denial, Mutation, SkippedPolicy, mutate, mutate_owned, service_account};
-pub use review::{Admission, BindingsSource, Decision, ReviewError, Reviewed, review};
+pub use review::{Admission, BindingsSource, Decision, Response, ReviewError, Reviewed, review};
 pub use trace::{Outcome, Step, StepKind, Trace};

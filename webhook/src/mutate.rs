@@ -3,7 +3,6 @@
 //! arguments. Model: the EKS webhook's handler, with patch building apart from HTTP.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
@@ -151,18 +150,20 @@ pub fn mutate_owned(mut pod: Pod, bindings: &Bindings) -> Result<Mutation, Denia
             format!("{} names {}", keys::SKIP_CONTAINERS, names.join(", ")),
         );
     }
-    inject::apply(&mut pod, &grants, &skip, &bindings.env_sources, &mut trace);
-    if !applied.is_empty() {
-        pod.annotations_mut()
-            .insert(keys::INJECTED.to_owned(), applied.join(","));
-    }
     let mut injected = String::from("injected ");
     for (i, g) in grants.iter().enumerate() {
         if i > 0 {
             injected.push_str(", ");
         }
-        // Writing to a String cannot fail.
-        let _ = write!(injected, "{} ({})", g.cloud, g.source);
+        injected.push_str(g.cloud.as_str());
+        injected.push_str(" (");
+        injected.push_str(&g.source);
+        injected.push(')');
+    }
+    inject::apply(&mut pod, grants, &skip, &bindings.env_sources, &mut trace);
+    if !applied.is_empty() {
+        pod.annotations_mut()
+            .insert(keys::INJECTED.to_owned(), applied.join(","));
     }
     trace.push(StepKind::Decision, None, Outcome::Pass, injected);
     Ok(Mutation {

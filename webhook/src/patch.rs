@@ -345,8 +345,10 @@ impl Ops {
     }
 
     /// Containers of the same count, by index: what was appended to their env and volume
-    /// mounts.
+    /// mounts. Every container gets the same variables and mounts, so each distinct one is
+    /// serialised once and its JSON copied for the others (`Written`).
     fn containers(&mut self, path: &mut Path, before: &[Slots], after: &[Container]) -> Result {
+        let (mut env_written, mut mounts_written) = (Written::default(), Written::default());
         for (index, (b, a)) in before.iter().zip(after).enumerate() {
             let (env, mounts) = (a.env.as_deref(), a.volume_mounts.as_deref());
             if b.env == env.map(<[_]>::len) && b.mounts == mounts.map(<[_]>::len) {
@@ -354,14 +356,21 @@ impl Ops {
             }
             let at = path.index(index);
             let mut removed = Vec::new();
-            self.member(path, "env", b.env, env, &mut removed, Ops::appended)?;
+            self.member(
+                path,
+                "env",
+                b.env,
+                env,
+                &mut removed,
+                |ops, path, kept, env| ops.appended(path, kept, env, &mut env_written),
+            )?;
             self.member(
                 path,
                 "volumeMounts",
                 b.mounts,
                 mounts,
                 &mut removed,
-                Ops::appended,
+                |ops, path, kept, mounts| ops.appended(path, kept, mounts, &mut mounts_written),
             )?;
             self.remove_all(removed)?;
             path.back(at);
@@ -370,7 +379,13 @@ impl Ops {
     }
 
     /// The elements of `after` past the first `kept`, which are the list as it was.
-    fn appended<T: Serialize>(&mut self, path: &mut Path, kept: usize, after: &[T]) -> Result {
+    fn appended<'a, T: Serialize + PartialEq>(
+        &mut self,
+        path: &mut Path,
+        kept: usize,
+        after: &'a [T],
+        written: &mut Written<'a, T>,
+    ) -> Result {
         if after.len() < kept {
             return Err(serde_json::Error::custom(format!(
                 "{} lost elements since its snapshot",
@@ -379,10 +394,30 @@ impl Ops {
         }
         for (index, a) in after.iter().enumerate().skip(kept) {
             let at = path.index(index);
-            self.add(path, a)?;
+            self.open("add", path.as_str())?;
+            self.out.extend_from_slice(b",\"value\":");
+            match written.0.iter().find(|(value, _)| *value == a) {
+                Some((_, json)) => self.out.extend_from_within(json.clone()),
+                None => {
+                    let start = self.out.len();
+                    serde_json::to_writer(&mut self.out, a)?;
+                    written.0.push((a, start..self.out.len()));
+                }
+            }
+            self.out.push(b'}');
             path.back(at);
         }
         Ok(())
+    }
+}
+
+/// Values already written into the patch, with where their JSON is: an equal value is copied
+/// from there rather than serialised again.
+struct Written<'a, T>(Vec<(&'a T, std::ops::Range<usize>)>);
+
+impl<T> Default for Written<'_, T> {
+    fn default() -> Self {
+        Self(Vec::new())
     }
 }
 

@@ -5,10 +5,9 @@
 //! never a panic.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::DynamicObject;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
-};
+use kube::core::TypeMeta;
+use kube::core::admission::{AdmissionRequest, Operation};
+use serde::Deserialize;
 
 use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate_owned, service_account};
 use crate::pod_in::PodIn;
@@ -43,8 +42,6 @@ pub enum ReviewError {
     NoNamespace,
     #[error("serialising the pod: {0}")]
     Serialize(#[source] serde_json::Error),
-    #[error("writing the patch: {0}")]
-    Patch(#[source] SerializePatchError),
 }
 
 impl ReviewError {
@@ -57,7 +54,6 @@ impl ReviewError {
             Self::NoObject => "NoObject",
             Self::NoNamespace => "NoNamespace",
             Self::Serialize(_) => "Serialize",
-            Self::Patch(_) => "Patch",
         }
     }
 }
@@ -82,7 +78,7 @@ pub enum Decision {
 /// The response and what led to it.
 #[derive(Clone, Debug)]
 pub struct Reviewed {
-    pub review: AdmissionReview<DynamicObject>,
+    pub response: Response,
     pub decision: Decision,
     pub uid: String,
     pub namespace: String,
@@ -92,63 +88,88 @@ pub struct Reviewed {
 }
 
 impl Reviewed {
-    /// The response AdmissionReview in the documented wire form, with `response.patch` in
-    /// base64. kube's `AdmissionResponse` serialises the bytes as an array of numbers (kube-rs
-    /// issue #1781); kube-apiserver's Go decoder happens to accept that too, but the API
-    /// documents base64, which every other client and tool expects. Send this (or
-    /// [`Reviewed::to_json`]) instead of serialising `review` directly.
+    /// The response AdmissionReview as JSON ([`Response::to_json`]), for printing.
     pub fn to_wire(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(Wire(&self.review))
+        serde_json::from_slice(&self.response.to_json()?)
     }
 
-    /// [`Reviewed::to_wire`] as the bytes of the HTTP response, serialised once.
+    /// The bytes of the HTTP response ([`Response::to_json`]).
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&Wire(&self.review))
+        self.response.to_json()
     }
 }
 
-/// A response AdmissionReview as the API documents it (`Reviewed::to_wire`).
-struct Wire<'a>(&'a AdmissionReview<DynamicObject>);
+/// The response AdmissionReview Passport answers with. Its own type rather than kube's
+/// `AdmissionResponse`, which serialises the patch as an array of numbers (kube-rs issue #1781)
+/// where the API documents base64, and has no way to take a patch already written as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The request's `apiVersion`, echoed: the API server expects its own version back.
+    pub api_version: String,
+    /// The request's UID, echoed.
+    pub uid: String,
+    pub allowed: bool,
+    /// Why the pod was refused, shown to whoever created it (`status.message`); empty when
+    /// allowed.
+    pub message: String,
+    /// The JSON patch (RFC 6902) of the mutation, as JSON; None when nothing changes.
+    pub patch: Option<Vec<u8>>,
+    /// Shown by kubectl to whoever created the pod (policies skipped for their conditions).
+    pub warnings: Vec<String>,
+}
 
-/// Its response: kube's fields and skip rules, with the patch in base64 and `patchType` (which
-/// kube sets exactly when it sets the patch).
-struct WireResponse<'a>(&'a AdmissionResponse);
-
-impl serde::Serialize for Wire<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct as _;
-        let review = self.0;
-        let mut s = serializer.serialize_struct("AdmissionReview", 3)?;
-        s.serialize_field("apiVersion", &review.types.api_version)?;
-        s.serialize_field("kind", &review.types.kind)?;
-        if let Some(response) = &review.response {
-            s.serialize_field("response", &WireResponse(response))?;
+impl Response {
+    /// An allowed response to the request `uid` of version `api_version`, with no patch.
+    fn allow(api_version: String, uid: String) -> Self {
+        Self {
+            api_version,
+            uid,
+            allowed: true,
+            message: String::new(),
+            patch: None,
+            warnings: Vec::new(),
         }
-        s.end()
     }
-}
 
-impl serde::Serialize for WireResponse<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    /// The AdmissionReview in its documented wire form: `response.patch` in base64 with
+    /// `patchType: JSONPatch`, a refusal's message in `response.status.message`, members
+    /// with nothing to say left out. Written straight into one buffer: the base64 patch, the
+    /// largest part, needs no JSON escaping and is encoded in place.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         use base64::Engine as _;
-        use serde::ser::SerializeStruct as _;
-        let response = self.0;
-        let mut s = serializer.serialize_struct("AdmissionResponse", 7)?;
-        s.serialize_field("uid", &response.uid)?;
-        s.serialize_field("allowed", &response.allowed)?;
-        s.serialize_field("status", &response.result)?;
-        if let Some(patch) = &response.patch {
-            let patch = base64::engine::general_purpose::STANDARD.encode(patch);
-            s.serialize_field("patch", &patch)?;
-            s.serialize_field("patchType", "JSONPatch")?;
+        let patch_len = self.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
+        let mut out = Vec::with_capacity(192 + patch_len + self.uid.len() + self.message.len());
+        out.extend_from_slice(b"{\"apiVersion\":");
+        serde_json::to_writer(&mut out, &self.api_version)?;
+        out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+        serde_json::to_writer(&mut out, &self.uid)?;
+        let allowed: &[u8] = if self.allowed {
+            b",\"allowed\":true"
+        } else {
+            b",\"allowed\":false"
+        };
+        out.extend_from_slice(allowed);
+        if !self.message.is_empty() {
+            out.extend_from_slice(b",\"status\":{\"message\":");
+            serde_json::to_writer(&mut out, &self.message)?;
+            out.push(b'}');
         }
-        if !response.audit_annotations.is_empty() {
-            s.serialize_field("auditAnnotations", &response.audit_annotations)?;
+        if let Some(patch) = &self.patch {
+            out.extend_from_slice(b",\"patch\":\"");
+            let start = out.len();
+            out.resize(start + patch_len, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(patch, &mut out[start..])
+                .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+            out.truncate(start + written);
+            out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
         }
-        if let Some(warnings) = &response.warnings {
-            s.serialize_field("warnings", warnings)?;
+        if !self.warnings.is_empty() {
+            out.extend_from_slice(b",\"warnings\":");
+            serde_json::to_writer(&mut out, &self.warnings)?;
         }
-        s.end()
+        out.extend_from_slice(b"}}");
+        Ok(out)
     }
 }
 
@@ -158,6 +179,18 @@ fn pod_display_name(pod: &Pod) -> String {
         (_, Some(prefix)) => format!("{prefix}*"),
         _ => String::new(),
     }
+}
+
+/// An AdmissionReview request as it arrives, read in one pass. kube's `AdmissionReview`
+/// flattens its `apiVersion` and `kind` into it (`#[serde(flatten)]`), and for that serde
+/// first buffers the whole body, the pod included, into a tree of its own: every member the
+/// pod parse (`pod_in`) skips would be read and copied anyway.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    api_version: String,
+    kind: String,
+    request: Option<AdmissionRequest<PodIn>>,
 }
 
 /// The request with its pods as k8s-openapi `Pod`s holding what `mutate` reads.
@@ -208,10 +241,12 @@ impl Admission {
             )))
         })?;
         // The pod is parsed as `mutate` reads it (`pod_in`): the rest is skipped unparsed.
-        let parsed: AdmissionReview<PodIn> =
-            serde_json::from_str(text).map_err(ReviewError::Parse)?;
-        let request: AdmissionRequest<PodIn> =
-            parsed.try_into().map_err(|_| ReviewError::NoRequest)?;
+        let parsed: ReviewIn = serde_json::from_str(text).map_err(ReviewError::Parse)?;
+        let mut request = parsed.request.ok_or(ReviewError::NoRequest)?;
+        request.types = TypeMeta {
+            api_version: parsed.api_version,
+            kind: parsed.kind,
+        };
         let mut request = with_pods(request);
         let gvk = &request.kind;
         if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
@@ -258,6 +293,12 @@ impl Admission {
         self.create.as_ref().map(|c| &c.pod)
     }
 
+    /// [`Admission::pod`], owned: the pod exactly as `decide` hands it to `mutate_owned` (for a
+    /// caller that times `mutate` apart from the parse, as the benchmark does).
+    pub fn into_pod(self) -> Option<Pod> {
+        self.create.map(|c| c.pod)
+    }
+
     /// Whether the request is a dry run (`kubectl apply --dry-run=server`): persisted nowhere.
     pub fn dry_run(&self) -> bool {
         self.request.dry_run
@@ -268,8 +309,8 @@ impl Admission {
     /// conditions. `bindings` is not read for anything but a CREATE. The parsed pod is mutated in
     /// place: no copy of it is made.
     pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
-        let response = AdmissionResponse::from(&self.request);
         let request = self.request;
+        let response = Response::allow(request.types.api_version, request.uid.clone());
         let Some(Create {
             pod,
             namespace,
@@ -277,7 +318,7 @@ impl Admission {
         }) = self.create
         else {
             return Ok(Reviewed {
-                review: response.into_review(),
+                response,
                 decision: Decision::Ignored {
                     operation: format!("{:?}", request.operation),
                 },
@@ -288,9 +329,13 @@ impl Admission {
             });
         };
         let display = pod_display_name(&pod);
-        let (review, decision) = match mutate_owned(pod, bindings) {
+        let (response, decision) = match mutate_owned(pod, bindings) {
             Err(denial) => (
-                response.deny(&denial.message).into_review(),
+                Response {
+                    allowed: false,
+                    message: denial.message.clone(),
+                    ..response
+                },
                 Decision::Denied(denial),
             ),
             Ok(mutation) => {
@@ -302,42 +347,33 @@ impl Admission {
                     trace,
                     ..
                 } = mutation;
-                let mut response = match patch {
-                    None => response,
-                    Some(bytes) => {
-                        // `with_patch` is kube's only way to set `patchType`; the bytes it
-                        // writes are then replaced by the patch `mutate` wrote directly.
-                        let mut response = response
-                            .with_patch(json_patch::Patch(Vec::new()))
-                            .map_err(ReviewError::Patch)?;
-                        response.patch = Some(bytes);
-                        response
-                    }
-                };
-                if !skipped.is_empty() {
-                    response.warnings = Some(
-                        skipped
-                            .iter()
-                            .map(|s| {
-                                format!(
-                                    "Passport: no credentials from AccessPolicy {}: {}",
-                                    s.policy, s.reason
-                                )
-                            })
-                            .collect(),
-                    );
-                }
+                let warnings = skipped
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "Passport: no credentials from AccessPolicy {}: {}",
+                            s.policy, s.reason
+                        )
+                    })
+                    .collect();
                 let decision = Decision::Admitted {
                     applied,
                     skipped,
                     compat,
                     trace,
                 };
-                (response.into_review(), decision)
+                (
+                    Response {
+                        patch,
+                        warnings,
+                        ..response
+                    },
+                    decision,
+                )
             }
         };
         Ok(Reviewed {
-            review,
+            response,
             decision,
             uid: request.uid,
             namespace,
@@ -362,4 +398,64 @@ pub fn review(body: &[u8], source: &dyn BindingsSource) -> Result<Reviewed, Revi
         ),
     };
     admission.decide(&bindings)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine as _;
+
+    use super::Response;
+
+    fn wire(response: &Response) -> serde_json::Value {
+        serde_json::from_slice(&response.to_json().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_response_is_written_in_the_documented_wire_form() {
+        let patch = br#"[{"op":"add","path":"/metadata/annotations/a~1b","value":"\"x\"\n"}]"#;
+        let admitted = Response {
+            patch: Some(patch.to_vec()),
+            warnings: vec!["Passport: \"quoted\"".to_owned()],
+            ..Response::allow("admission.k8s.io/v1".to_owned(), "u-\"1\"".to_owned())
+        };
+        let json = wire(&admitted);
+        assert_eq!(json["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(json["kind"], "AdmissionReview");
+        let response = &json["response"];
+        assert_eq!(response["uid"], "u-\"1\"", "the UID is echoed, escaped");
+        assert_eq!(response["allowed"], true);
+        assert_eq!(response["patchType"], "JSONPatch");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(response["patch"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(decoded, patch, "the patch is base64 of its JSON");
+        assert_eq!(response["warnings"][0], "Passport: \"quoted\"");
+        assert!(response.get("status").is_none(), "{json}");
+
+        for len in 0..4 {
+            let bytes = Response {
+                patch: Some(vec![b'['; len]),
+                ..admitted.clone()
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(wire(&bytes)["response"]["patch"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(decoded.len(), len, "padding of a {len}-byte patch");
+        }
+
+        let denied = Response {
+            allowed: false,
+            message: "Passport refused the pod: AccessPolicy shop/api: condition images failed"
+                .to_owned(),
+            ..Response::allow("admission.k8s.io/v1".to_owned(), "u-2".to_owned())
+        };
+        let json = wire(&denied);
+        let response = &json["response"];
+        assert_eq!(response["allowed"], false);
+        assert_eq!(response["status"]["message"], denied.message);
+        assert!(response.get("patch").is_none() && response.get("patchType").is_none());
+        assert!(response.get("warnings").is_none(), "{json}");
+    }
 }

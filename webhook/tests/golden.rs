@@ -35,7 +35,7 @@ fn run(name: &str, bindings: Bindings) -> Golden {
         bindings.clone()
     })
     .unwrap();
-    let response = reviewed.review.response.clone().unwrap();
+    let response = reviewed.response.clone();
     let uid = request
         .pointer("/request/uid")
         .and_then(|v| v.as_str())
@@ -55,8 +55,8 @@ fn run(name: &str, bindings: Bindings) -> Golden {
     };
     Golden {
         allowed: response.allowed,
-        message: response.result.message.clone(),
-        warnings: response.warnings.clone(),
+        message: response.message.clone(),
+        warnings: Some(response.warnings.clone()).filter(|w| !w.is_empty()),
         patch,
         trace: trace.lines().map(str::to_owned).collect(),
     }

@@ -207,7 +207,7 @@ fn check_review(pod: &Pod, bindings: &Bindings) -> Result<json_patch::Patch, Tes
     });
     let source = |_: &str, _: &str, _: &Pod| bindings.clone();
     let reviewed = review(body.to_string().as_bytes(), &source).unwrap();
-    let patch: json_patch::Patch = match reviewed.review.response.and_then(|r| r.patch) {
+    let patch: json_patch::Patch = match reviewed.response.patch {
         Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
         None => json_patch::Patch(Vec::new()),
     };

@@ -161,15 +161,19 @@ impl Lookups {
                 ),
             }
         }
-        let labels = self.namespace_labels(namespace).await;
+        let ns = self.namespace(namespace).await;
+        let no_labels = BTreeMap::new();
+        let labels = ns.as_deref().map_or(&no_labels, |ns| ns.labels());
         let mut bindings = Bindings::new(namespace, now, self.config.clone());
+        // Only the policies that name the pod's service account: `mutate` reads no other, so
+        // the others' trusts are not looked up.
         for policy in policies
             .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && names_sa(p))
         {
             let trust = self.trust(&policy.spec.trust_ref.name).await;
             let trust_admits_namespace = trust.as_ref().is_some_and(|t| {
-                matching::optional_selector_matches(t.spec.namespace_selector.as_ref(), &labels)
+                matching::optional_selector_matches(t.spec.namespace_selector.as_ref(), labels)
             });
             bindings.policies.push(PolicyBinding {
                 policy,
@@ -194,14 +198,15 @@ impl Lookups {
         }
     }
 
-    async fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    /// The namespace's metadata (its labels), shared with the store; None when it is not known.
+    async fn namespace(&self, namespace: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
         if let Some(ns) = self.namespaces.get(&ObjectRef::new(namespace)) {
-            return ns.labels().clone();
+            return Some(ns);
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
         match tokio::time::timeout(self.miss_timeout, api.get_metadata_opt(namespace)).await {
-            Ok(Ok(Some(ns))) => ns.labels().clone(),
-            _ => BTreeMap::new(),
+            Ok(Ok(Some(ns))) => Some(Arc::new(ns)),
+            _ => None,
         }
     }
 

@@ -104,25 +104,6 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     }
 }
 
-/// `items` joined with commas, without building the string first.
-struct Joined<I>(I);
-
-impl<I, T> std::fmt::Display for Joined<I>
-where
-    I: Iterator<Item = T> + Clone,
-    T: std::fmt::Display,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, item) in self.0.clone().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            item.fmt(f)?;
-        }
-        Ok(())
-    }
-}
-
 /// The audit line and Events of a decision that involved a policy (no Events for a dry run).
 fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
     let no_names: &[String] = &[];
@@ -152,22 +133,18 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
                 ("denied", no_names, refused, no_names, &denial.trace)
             }
         };
-    // Formatted straight into the line: no intermediate strings.
-    tracing::info!(
-        target: audit::TARGET,
-        kind = "Pod",
-        correlation_id = %reviewed.uid,
-        namespace = %reviewed.namespace,
-        pod = %reviewed.pod,
-        service_account = %reviewed.service_account,
+    audit::admission(&audit::Admission {
+        correlation_id: &reviewed.uid,
+        namespace: &reviewed.namespace,
+        pod: &reviewed.pod,
+        service_account: &reviewed.service_account,
         decision,
-        applied = %Joined(applied.iter()),
-        skipped = %Joined(skipped.iter()),
-        compat = %Joined(compat.iter()),
-        trace = %trace,
+        applied,
+        skipped: &skipped,
+        compat,
+        trace,
         dry_run,
-        "admission"
-    );
+    });
     let Some(recorder) = state.recorder.clone() else {
         return;
     };

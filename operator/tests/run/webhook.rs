@@ -144,6 +144,33 @@ async fn pods_of_a_policy_get_credentials_from_the_operators_webhook() {
     assert_eq!(env(&other, "AWS_ROLE_ARN"), None);
     assert!(!other.annotations().contains_key(keys::INJECTED));
 
+    // The injection's audit line, on the operator's standard output; none for the other pod.
+    let audit = h.audit();
+    let admissions: Vec<_> = audit
+        .iter()
+        .filter(|l| l["message"] == "admission" && l["namespace"] == ns.as_str())
+        .collect();
+    let line = admissions
+        .iter()
+        .find(|l| l["pod"] == injected.name_any().as_str())
+        .unwrap_or_else(|| panic!("no admission audit line for the pod: {audit:?}"));
+    assert_eq!(line["target"], "audit");
+    assert_eq!(line["decision"], "admitted");
+    assert_eq!(line["service_account"], "api");
+    assert_eq!(line["applied"], format!("{ns}/api"));
+    assert!(
+        !line["correlation_id"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let trace = line["trace"].as_str().unwrap_or_default();
+    assert!(trace.contains("names service account api"), "{trace}");
+    assert!(
+        admissions.iter().all(|l| l["service_account"] != "other"),
+        "a pod no policy names has no audit line: {admissions:?}"
+    );
+
     let metrics = reqwest::get(&h.metrics_url)
         .await
         .unwrap()
