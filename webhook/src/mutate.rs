@@ -115,21 +115,14 @@ pub fn mutate(pod: &Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
 /// [`mutate`] of a pod the caller owns (the review's, just parsed), changed in place.
 pub fn mutate_owned(mut pod: Pod, bindings: &Bindings) -> Result<Mutation, Denial> {
     let mut trace = Trace::default();
-    let (applied, skipped, compat, grants) = match decide(&pod, bindings, &mut trace)? {
-        Some(decided) => decided,
-        None => {
-            return Ok(Mutation {
-                pod,
-                applied: Vec::new(),
-                skipped: Vec::new(),
-                compat: Vec::new(),
-                trace,
-                before: None,
-            });
-        }
-    };
+    let decided = decide(&pod, bindings, &mut trace)?;
+    // A pod that opts out has its one step already ("...; nothing injected").
+    let opted_out = decided.is_none();
+    let (applied, skipped, compat, grants) = decided.unwrap_or_default();
     if grants.is_empty() {
-        trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
+        if !opted_out {
+            trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
+        }
         return Ok(Mutation {
             pod,
             applied,

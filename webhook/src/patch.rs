@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use json_patch::PatchOperation;
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use serde::Serialize;
 use serde::ser::Error as _;
@@ -82,14 +82,6 @@ impl Snapshot {
                         .map(|(index, v)| (index, v.clone()))
                         .collect(),
                 }),
-        }
-    }
-
-    /// The patch from the snapshotted pod to `after`, as [`Snapshot::patch_json`] writes it.
-    pub fn diff(&self, after: &Pod) -> Result<Patch> {
-        match self.patch_json(after)? {
-            Some(bytes) => serde_json::from_slice(&bytes),
-            None => Ok(Patch(Vec::new())),
         }
     }
 
@@ -424,6 +416,15 @@ impl<T> Default for Written<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use json_patch::Patch;
+
+    /// The patch from the snapshotted pod to `after`, as `json_patch` reads it.
+    fn diff(snapshot: &Snapshot, after: &Pod) -> Result<Patch> {
+        match snapshot.patch_json(after)? {
+            Some(bytes) => serde_json::from_slice(&bytes),
+            None => Ok(Patch(Vec::new())),
+        }
+    }
 
     fn pod(containers: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -447,7 +448,7 @@ mod tests {
             value: Some("1".into()),
             value_from: None,
         }]);
-        let patch = snapshot.diff(&after).unwrap();
+        let patch = diff(&snapshot, &after).unwrap();
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             serde_json::json!([
@@ -470,7 +471,7 @@ mod tests {
         let before = pod(serde_json::json!([{"name": "app"}]));
         let snapshot = Snapshot::of(&before, std::iter::empty());
         let after = pod(serde_json::json!([{"name": "app"}, {"name": "more"}]));
-        let error = snapshot.diff(&after).unwrap_err();
+        let error = diff(&snapshot, &after).unwrap_err();
         assert!(error.to_string().contains("other containers"), "{error}");
         let mut shorter = before.clone();
         shorter.spec.as_mut().unwrap().containers[0].env = Some(Vec::new());
@@ -478,7 +479,7 @@ mod tests {
             &pod(serde_json::json!([{"name": "app", "env": [{"name": "A"}]}])),
             std::iter::empty(),
         );
-        let error = snapshot.diff(&shorter).unwrap_err();
+        let error = diff(&snapshot, &shorter).unwrap_err();
         assert!(error.to_string().contains("lost elements"), "{error}");
     }
 
@@ -518,7 +519,7 @@ mod tests {
         let volumes = after.spec.as_mut().unwrap().volumes.as_mut().unwrap();
         volumes[1] = volume("passport-aws-token", 86_400);
         volumes.push(volume("passport-gcp", 3600));
-        let patch = snapshot.diff(&after).unwrap();
+        let patch = diff(&snapshot, &after).unwrap();
         assert_eq!(
             patch,
             json_patch::diff(
@@ -530,7 +531,7 @@ mod tests {
 
         let mut fewer = before.clone();
         fewer.spec.as_mut().unwrap().volumes.as_mut().unwrap().pop();
-        let error = snapshot.diff(&fewer).unwrap_err();
+        let error = diff(&snapshot, &fewer).unwrap_err();
         assert!(error.to_string().contains("fewer volumes"), "{error}");
     }
 }
