@@ -5,7 +5,6 @@
 //! never a panic.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde::Deserialize;
 
@@ -189,42 +188,33 @@ fn pod_display_name(pod: &Pod) -> String {
 #[serde(rename_all = "camelCase")]
 struct ReviewIn {
     api_version: String,
+    #[expect(
+        dead_code,
+        reason = "required, as kube's TypeMeta requires it, and not read"
+    )]
     kind: String,
     request: Option<AdmissionRequest<PodIn>>,
 }
 
-/// The request with its pods as k8s-openapi `Pod`s holding what `mutate` reads.
-fn with_pods(r: AdmissionRequest<PodIn>) -> AdmissionRequest<Pod> {
-    AdmissionRequest {
-        types: r.types,
-        uid: r.uid,
-        kind: r.kind,
-        resource: r.resource,
-        sub_resource: r.sub_resource,
-        request_kind: r.request_kind,
-        request_resource: r.request_resource,
-        request_sub_resource: r.request_sub_resource,
-        name: r.name,
-        namespace: r.namespace,
-        operation: r.operation,
-        user_info: r.user_info,
-        object: r.object.map(Pod::from),
-        old_object: r.old_object.map(Pod::from),
-        dry_run: r.dry_run,
-        options: r.options,
-    }
-}
-
 /// A parsed pod AdmissionReview, between its one parse and the decision: the server looks the
-/// bindings of `subject` up (from its stores, asynchronously) and then calls `decide`.
+/// bindings of `subject` up (from its stores, asynchronously) and then calls `decide`. It keeps
+/// of the request only what the response and the audit need, and the pod boxed: it is held
+/// across the server's lookups, in the request's future.
 pub struct Admission {
-    request: AdmissionRequest<Pod>,
+    /// The request's `apiVersion` and UID, echoed in the response.
+    api_version: String,
+    uid: String,
+    operation: Operation,
+    namespace: Option<String>,
+    /// The object's name (empty for a pod the API server names after admission).
+    name: String,
+    dry_run: bool,
     /// For a CREATE (the only operation mutated): the pod, its namespace and service account.
     create: Option<Create>,
 }
 
 struct Create {
-    pod: Pod,
+    pod: Box<Pod>,
     namespace: String,
     service_account: String,
 }
@@ -242,12 +232,7 @@ impl Admission {
         })?;
         // The pod is parsed as `mutate` reads it (`pod_in`): the rest is skipped unparsed.
         let parsed: ReviewIn = serde_json::from_str(text).map_err(ReviewError::Parse)?;
-        let mut request = parsed.request.ok_or(ReviewError::NoRequest)?;
-        request.types = TypeMeta {
-            api_version: parsed.api_version,
-            kind: parsed.kind,
-        };
-        let mut request = with_pods(request);
+        let request = parsed.request.ok_or(ReviewError::NoRequest)?;
         let gvk = &request.kind;
         if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
             return Err(ReviewError::NotAPod(format!(
@@ -255,29 +240,33 @@ impl Admission {
                 gvk.group, gvk.version, gvk.kind
             )));
         }
-        if request.operation != Operation::Create {
+        let mut admission = Self {
+            api_version: parsed.api_version,
+            uid: request.uid,
+            operation: request.operation,
+            namespace: request.namespace,
+            name: request.name,
+            dry_run: request.dry_run,
+            create: None,
+        };
+        if admission.operation != Operation::Create {
             // Other operations (a DELETE has no object) pass untouched.
-            return Ok(Self {
-                request,
-                create: None,
-            });
+            return Ok(admission);
         }
-        let pod = request.object.take().ok_or(ReviewError::NoObject)?;
-        let namespace = request
+        let pod = Box::new(Pod::from(request.object.ok_or(ReviewError::NoObject)?));
+        let namespace = admission
             .namespace
             .clone()
             .or_else(|| pod.metadata.namespace.clone())
             .filter(|ns| !ns.is_empty())
             .ok_or(ReviewError::NoNamespace)?;
         let service_account = service_account(&pod).to_owned();
-        Ok(Self {
-            request,
-            create: Some(Create {
-                pod,
-                namespace,
-                service_account,
-            }),
-        })
+        admission.create = Some(Create {
+            pod,
+            namespace,
+            service_account,
+        });
+        Ok(admission)
     }
 
     /// The namespace and service account whose bindings `decide` needs; None when there is
@@ -290,18 +279,18 @@ impl Admission {
 
     /// The pod of a CREATE, with the fields `mutate` reads (only those: see `pod_in`).
     pub fn pod(&self) -> Option<&Pod> {
-        self.create.as_ref().map(|c| &c.pod)
+        self.create.as_ref().map(|c| &*c.pod)
     }
 
     /// [`Admission::pod`], owned: the pod exactly as `decide` hands it to `mutate_owned` (for a
     /// caller that times `mutate` apart from the parse, as the benchmark does).
     pub fn into_pod(self) -> Option<Pod> {
-        self.create.map(|c| c.pod)
+        self.create.map(|c| *c.pod)
     }
 
     /// Whether the request is a dry run (`kubectl apply --dry-run=server`): persisted nowhere.
     pub fn dry_run(&self) -> bool {
-        self.request.dry_run
+        self.dry_run
     }
 
     /// Decides with `mutate` and builds the response AdmissionReview: UID echoed, the JSON
@@ -309,8 +298,7 @@ impl Admission {
     /// conditions. `bindings` is not read for anything but a CREATE. The parsed pod is mutated in
     /// place: no copy of it is made.
     pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
-        let request = self.request;
-        let response = Response::allow(request.types.api_version, request.uid.clone());
+        let response = Response::allow(self.api_version, self.uid.clone());
         let Some(Create {
             pod,
             namespace,
@@ -320,16 +308,16 @@ impl Admission {
             return Ok(Reviewed {
                 response,
                 decision: Decision::Ignored {
-                    operation: format!("{:?}", request.operation),
+                    operation: format!("{:?}", self.operation),
                 },
-                uid: request.uid,
-                namespace: request.namespace.unwrap_or_default(),
-                pod: request.name,
+                uid: self.uid,
+                namespace: self.namespace.unwrap_or_default(),
+                pod: self.name,
                 service_account: String::new(),
             });
         };
         let display = pod_display_name(&pod);
-        let (response, decision) = match mutate_owned(pod, bindings) {
+        let (response, decision) = match mutate_owned(*pod, bindings) {
             Err(denial) => (
                 Response {
                     allowed: false,
@@ -375,7 +363,7 @@ impl Admission {
         Ok(Reviewed {
             response,
             decision,
-            uid: request.uid,
+            uid: self.uid,
             namespace,
             pod: display,
             service_account,
