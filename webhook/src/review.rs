@@ -5,8 +5,10 @@
 //! never a panic.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::GroupVersionKind;
+use kube::core::admission::Operation;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate_owned, service_account};
 use crate::pod_in::PodIn;
@@ -180,20 +182,37 @@ fn pod_display_name(pod: &Pod) -> String {
     }
 }
 
-/// An AdmissionReview request as it arrives, read in one pass. kube's `AdmissionReview`
-/// flattens its `apiVersion` and `kind` into it (`#[serde(flatten)]`), and for that serde
-/// first buffers the whole body, the pod included, into a tree of its own: every member the
-/// pod parse (`pod_in`) skips would be read and copied anyway.
+/// An AdmissionReview request as it arrives, read in one pass, with only what Passport reads
+/// built. kube's `AdmissionReview` flattens its `apiVersion` and `kind` into it
+/// (`#[serde(flatten)]`), and for that serde first buffers the whole body, the pod included,
+/// into a tree of its own: every member the pod parse (`pod_in`) skips would be read and copied
+/// anyway. The members kube's `AdmissionRequest` requires stay required here.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewIn {
     api_version: String,
-    #[expect(
-        dead_code,
-        reason = "required, as kube's TypeMeta requires it, and not read"
-    )]
-    kind: String,
-    request: Option<AdmissionRequest<PodIn>>,
+    #[expect(dead_code, reason = "required, not read")]
+    kind: IgnoredAny,
+    request: Option<RequestIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    uid: String,
+    kind: GroupVersionKind,
+    #[expect(dead_code, reason = "required, not read")]
+    resource: IgnoredAny,
+    #[expect(dead_code, reason = "required, not read")]
+    user_info: IgnoredAny,
+    operation: Operation,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    object: Option<PodIn>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// A parsed pod AdmissionReview, between its one parse and the decision: the server looks the
