@@ -18,6 +18,9 @@ use crate::Config;
 /// Where each cloud's files appear in containers. AWS and Azure use the paths of the EKS and
 /// Azure (<= v1.5) webhooks so tools and docs written for those keep working.
 pub mod paths {
+    /// What the names of Passport's volumes start with: a pod volume named otherwise is never
+    /// replaced by a mutation.
+    pub const VOLUME_PREFIX: &str = "passport-";
     pub const AWS_VOLUME: &str = "passport-aws-token";
     pub const AWS_MOUNT: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
     pub const AWS_TOKEN: &str = "token";

@@ -1,7 +1,8 @@
 //! A pod as the review reads it: only the fields `mutate` reads or changes, parsed straight into
 //! k8s-openapi's types, the rest of the pod skipped unparsed. The metadata's name, generateName,
-//! namespace, labels and annotations; the spec's service account, volumes, containers and init
-//! containers; of each container its name, image, env, envFrom and volume mounts. Everything else
+//! namespace, labels and annotations; the spec's service account, volumes (of a volume that is
+//! not Passport's, only its name: `mutate` never replaces it), containers and init containers;
+//! of each container its name, image, env, envFrom and volume mounts. Everything else
 //! (the pod's managedFields, resources, probes, ports, tolerations, status) is neither read nor
 //! written by a mutation, and the patch is built from the parts `mutate` changes alone
 //! (`patch::Snapshot`), so skipping it changes no response: the review's tests hold the patch
@@ -73,7 +74,54 @@ struct SpecIn {
     /// validation, which refuses such a pod).
     containers: Option<Vec<ContainerIn>>,
     init_containers: Option<Vec<ContainerIn>>,
-    volumes: Option<Vec<Volume>>,
+    volumes: Option<Vec<VolumeIn>>,
+}
+
+/// A pod volume as `mutate` reads it. One of Passport's (`passport-` names: an earlier
+/// invocation's) may be replaced, and is parsed whole; of any other, `mutate` reads the name
+/// alone (to count it, and to find its own), so the rest is skipped unparsed. The API server
+/// writes `name` first, as in its Go type; a volume whose other members come first is parsed
+/// whole.
+#[derive(Clone, Debug)]
+struct VolumeIn(Volume);
+
+impl<'de> Deserialize<'de> for VolumeIn {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(VolumeVisitor)
+    }
+}
+
+struct VolumeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for VolumeVisitor {
+    type Value = VolumeIn;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a volume")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<VolumeIn, A::Error> {
+        use serde::de::{Error as _, IgnoredAny};
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "name" && members.is_empty() {
+                let name: String = map.next_value()?;
+                if !name.starts_with(crate::grants::paths::VOLUME_PREFIX) {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    return Ok(VolumeIn(Volume {
+                        name,
+                        ..Volume::default()
+                    }));
+                }
+                members.insert(key, serde_json::Value::String(name));
+                continue;
+            }
+            members.insert(key, map.next_value()?);
+        }
+        serde_json::from_value(serde_json::Value::Object(members))
+            .map(VolumeIn)
+            .map_err(A::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -116,7 +164,9 @@ impl From<PodIn> for Pod {
                 init_containers: spec
                     .init_containers
                     .map(|list| list.into_iter().map(Container::from).collect()),
-                volumes: spec.volumes,
+                volumes: spec
+                    .volumes
+                    .map(|list| list.into_iter().map(|v| v.0).collect()),
                 ..PodSpec::default()
             }),
             status: None,
@@ -158,5 +208,42 @@ mod tests {
             }
             assert_eq!(Pod::from(slim), expected, "{pod}");
         }
+    }
+
+    /// Of a volume that is not Passport's, only the name is kept; Passport's own, and a volume
+    /// whose name does not come first, are parsed whole.
+    #[test]
+    fn only_passports_volumes_are_parsed_whole() {
+        // As text: the order of a volume's members is what is tested (a JSON value's map
+        // sorts them).
+        let token = r#"{"name":"passport-aws-token","projected":{"defaultMode":420,"sources":[{"serviceAccountToken":{"audience":"sts.amazonaws.com","path":"token"}}]}}"#;
+        let late = r#"{"configMap":{"name":"settings"},"name":"settings"}"#;
+        let pod = format!(
+            r#"{{"spec":{{"containers":[],"volumes":[{{"name":"kube-api-access","projected":{{"sources":[{{"configMap":{{"name":"kube-root-ca.crt"}}}}]}}}},{token},{late},{{"name":"scratch","emptyDir":"a member of the wrong type, never read"}}]}}}}"#
+        );
+        let slim: PodIn = serde_json::from_str(&pod).unwrap();
+        let volumes = Pod::from(slim).spec.unwrap().volumes.unwrap();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "kube-api-access",
+                "passport-aws-token",
+                "settings",
+                "scratch"
+            ]
+        );
+        assert_eq!(
+            volumes[0],
+            Volume {
+                name: "kube-api-access".into(),
+                ..Volume::default()
+            }
+        );
+        assert_eq!(volumes[1], serde_json::from_str::<Volume>(token).unwrap());
+        assert_eq!(volumes[2], serde_json::from_str::<Volume>(late).unwrap());
+        assert!(volumes[3].empty_dir.is_none());
+        let malformed = r#"{"spec":{"volumes":[{"projected":5,"name":"x"}]}}"#;
+        assert!(serde_json::from_str::<PodIn>(malformed).is_err());
     }
 }
