@@ -85,10 +85,6 @@ impl Display for Now {
     }
 }
 
-fn now() -> Text<Now> {
-    Text(Now(jiff::Timestamp::now()))
-}
-
 /// One cloud change, or one refusal to change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -205,13 +201,32 @@ pub struct Who<'a> {
     pub drift: bool,
 }
 
-/// The line of a cloud change (docs/operations.md, "Logs and the audit log").
+/// An audit line: the frame of a JSON log line around `fields`, which follow `kind`.
 #[derive(Serialize)]
-struct CloudChange<'a> {
+struct Line<'a, F> {
     timestamp: Text<Now>,
     level: &'static str,
     message: &'static str,
-    kind: &'static str,
+    kind: &'a str,
+    #[serde(flatten)]
+    fields: F,
+    target: &'static str,
+}
+
+fn line<'a, F>(message: &'static str, kind: &'a str, fields: F) -> Line<'a, F> {
+    Line {
+        timestamp: Text(Now(jiff::Timestamp::now())),
+        level: "INFO",
+        message,
+        kind,
+        fields,
+        target: TARGET,
+    }
+}
+
+/// The fields of a cloud change (docs/operations.md, "Logs and the audit log").
+#[derive(Serialize)]
+struct CloudChange<'a> {
     resource: &'a str,
     trust: &'a str,
     cloud: &'static str,
@@ -221,26 +236,24 @@ struct CloudChange<'a> {
     digest: &'a str,
     drift: bool,
     outcome: &'a str,
-    target: &'static str,
 }
 
-fn cloud_change<'a>(who: &Who<'a>, record: &'a Record) -> CloudChange<'a> {
-    CloudChange {
-        timestamp: now(),
-        level: "INFO",
-        message: "cloud change",
-        kind: who.kind,
-        resource: who.resource,
-        trust: who.trust,
-        cloud: record.cloud.as_str(),
-        object: &record.object,
-        operation: record.operation,
-        changes: Text(Joined(&record.changes, "; ")),
-        digest: &record.digest,
-        drift: who.drift,
-        outcome: &record.outcome,
-        target: TARGET,
-    }
+fn cloud_change<'a>(who: &Who<'a>, record: &'a Record) -> Line<'a, CloudChange<'a>> {
+    line(
+        "cloud change",
+        who.kind,
+        CloudChange {
+            resource: who.resource,
+            trust: who.trust,
+            cloud: record.cloud.as_str(),
+            object: &record.object,
+            operation: record.operation,
+            changes: Text(Joined(&record.changes, "; ")),
+            digest: &record.digest,
+            drift: who.drift,
+            outcome: &record.outcome,
+        },
+    )
 }
 
 /// Writes the audit line of one record: with `passport run`, a JSON object on standard output.
@@ -248,8 +261,9 @@ pub fn emit(who: &Who<'_>, record: &Record) {
     write(&cloud_change(who, record));
 }
 
-/// One admission decision that involved a policy (docs/operations.md, "Audit lines for
-/// admissions").
+/// One admission decision that involved a policy: the fields of its audit line
+/// (docs/operations.md, "Audit lines for admissions").
+#[derive(Serialize)]
 pub struct Admission<'a> {
     /// The AdmissionReview request's UID.
     pub correlation_id: &'a str,
@@ -259,52 +273,33 @@ pub struct Admission<'a> {
     pub service_account: &'a str,
     /// `admitted` or `denied`.
     pub decision: &'static str,
+    #[serde(serialize_with = "comma_separated")]
     pub applied: &'a [String],
     /// Admitted: the policies skipped by their conditions; denied: those that refused the pod.
+    #[serde(serialize_with = "comma_separated")]
     pub skipped: &'a [&'a str],
     /// The compatibility modes that gave credentials (`eks`, `azure`).
+    #[serde(serialize_with = "comma_separated")]
     pub compat: &'a [String],
+    /// As `passport mutate --explain` words it.
+    #[serde(serialize_with = "as_text")]
     pub trace: &'a Trace,
     pub dry_run: bool,
 }
 
-#[derive(Serialize)]
-struct AdmissionLine<'a> {
-    timestamp: Text<Now>,
-    level: &'static str,
-    message: &'static str,
-    kind: &'static str,
-    correlation_id: &'a str,
-    namespace: &'a str,
-    pod: &'a str,
-    service_account: &'a str,
-    decision: &'static str,
-    applied: Text<Joined<'a, String>>,
-    skipped: Text<Joined<'a, &'a str>>,
-    compat: Text<Joined<'a, String>>,
-    trace: Text<&'a Trace>,
-    dry_run: bool,
-    target: &'static str,
+fn comma_separated<S: serde::Serializer, T: Display>(
+    items: &&[T],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&Joined(items, ","))
 }
 
-fn admission_line<'a>(a: &Admission<'a>) -> AdmissionLine<'a> {
-    AdmissionLine {
-        timestamp: now(),
-        level: "INFO",
-        message: "admission",
-        kind: "Pod",
-        correlation_id: a.correlation_id,
-        namespace: a.namespace,
-        pod: a.pod,
-        service_account: a.service_account,
-        decision: a.decision,
-        applied: Text(Joined(a.applied, ",")),
-        skipped: Text(Joined(a.skipped, ",")),
-        compat: Text(Joined(a.compat, ",")),
-        trace: Text(a.trace),
-        dry_run: a.dry_run,
-        target: TARGET,
-    }
+fn as_text<S: serde::Serializer>(trace: &&Trace, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(trace)
+}
+
+fn admission_line<'a>(admission: &'a Admission<'a>) -> Line<'a, &'a Admission<'a>> {
+    line("admission", "Pod", admission)
 }
 
 /// Writes the audit line of one admission: with `passport run`, a JSON object on standard
@@ -349,7 +344,7 @@ mod tests {
 
     /// A rendered line, checked to be one line of JSON with the frame of a log line around
     /// `fields` (in this order): `timestamp` (UTC, to the microsecond, now), `level`,
-    /// `message`, then `fields`, then `target`.
+    /// `message`, `kind`, then `fields`, then `target`.
     fn framed(bytes: &[u8], fields: &[&str]) -> serde_json::Value {
         let text = std::str::from_utf8(bytes).unwrap();
         assert!(
@@ -366,7 +361,7 @@ mod tests {
             .collect();
         keys.sort();
         let keys: Vec<&str> = keys.into_iter().map(|(_, k)| k).collect();
-        let frame = ["timestamp", "level", "message"];
+        let frame = ["timestamp", "level", "message", "kind"];
         assert_eq!(keys, [&frame[..], fields, &["target"]].concat());
         let timestamp = value["timestamp"].as_str().unwrap();
         let parsed: jiff::Timestamp = timestamp.parse().unwrap();
@@ -401,7 +396,6 @@ mod tests {
         let value = framed(
             &render(&cloud_change(&who, &record)).unwrap(),
             &[
-                "kind",
                 "resource",
                 "trust",
                 "cloud",
@@ -451,7 +445,6 @@ mod tests {
         let value = framed(
             &render(&admission_line(&line)).unwrap(),
             &[
-                "kind",
                 "correlation_id",
                 "namespace",
                 "pod",

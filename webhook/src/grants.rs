@@ -383,3 +383,22 @@ pub fn oidc(tokens: &[OidcToken], sources: String) -> Grant {
         skip_containers: BTreeSet::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::paths;
+
+    /// The review parses whole only the volumes named with this prefix (`pod_in`): a volume of
+    /// Passport's named otherwise would never be brought up to date on reinvocation.
+    #[test]
+    fn every_volume_of_passports_has_its_prefix() {
+        for name in [
+            paths::AWS_VOLUME,
+            paths::AZURE_VOLUME,
+            paths::GCP_VOLUME,
+            paths::OIDC_VOLUME,
+        ] {
+            assert!(name.starts_with(paths::VOLUME_PREFIX), "{name}");
+        }
+    }
+}

@@ -209,9 +209,14 @@ impl Ops {
     }
 
     fn add(&mut self, path: &Path, value: &impl Serialize) -> Result {
+        self.add_json(path, |out| serde_json::to_writer(out, value))
+    }
+
+    /// An `add` at `path` whose value `write` writes into the patch's bytes.
+    fn add_json(&mut self, path: &Path, write: impl FnOnce(&mut Vec<u8>) -> Result) -> Result {
         self.open("add", path.as_str())?;
         self.out.extend_from_slice(b",\"value\":");
-        serde_json::to_writer(&mut self.out, value)?;
+        write(&mut self.out)?;
         self.out.push(b'}');
         Ok(())
     }
@@ -386,17 +391,17 @@ impl Ops {
         }
         for (index, a) in after.iter().enumerate().skip(kept) {
             let at = path.index(index);
-            self.open("add", path.as_str())?;
-            self.out.extend_from_slice(b",\"value\":");
-            match written.0.iter().find(|(value, _)| *value == a) {
-                Some((_, json)) => self.out.extend_from_within(json.clone()),
-                None => {
-                    let start = self.out.len();
-                    serde_json::to_writer(&mut self.out, a)?;
-                    written.0.push((a, start..self.out.len()));
+            self.add_json(path, |out| {
+                match written.0.iter().find(|(value, _)| *value == a) {
+                    Some((_, json)) => out.extend_from_within(json.clone()),
+                    None => {
+                        let start = out.len();
+                        serde_json::to_writer(&mut *out, a)?;
+                        written.0.push((a, start..out.len()));
+                    }
                 }
-            }
-            self.out.push(b'}');
+                Ok(())
+            })?;
             path.back(at);
         }
         Ok(())

@@ -81,7 +81,6 @@ pub enum Decision {
 pub struct Reviewed {
     pub response: Response,
     pub decision: Decision,
-    pub uid: String,
     pub namespace: String,
     /// The pod's name, or `<generateName>*` when the API server has not named it yet.
     pub pod: String,
@@ -317,7 +316,7 @@ impl Admission {
     /// conditions. `bindings` is not read for anything but a CREATE. The parsed pod is mutated in
     /// place: no copy of it is made.
     pub fn decide(self, bindings: &Bindings) -> Result<Reviewed, ReviewError> {
-        let response = Response::allow(self.api_version, self.uid.clone());
+        let response = Response::allow(self.api_version, self.uid);
         let Some(Create {
             pod,
             namespace,
@@ -329,7 +328,6 @@ impl Admission {
                 decision: Decision::Ignored {
                     operation: format!("{:?}", self.operation),
                 },
-                uid: self.uid,
                 namespace: self.namespace.unwrap_or_default(),
                 pod: self.name,
                 service_account: String::new(),
@@ -382,7 +380,6 @@ impl Admission {
         Ok(Reviewed {
             response,
             decision,
-            uid: self.uid,
             namespace,
             pod: display,
             service_account,

@@ -134,7 +134,7 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
             }
         };
     audit::admission(&audit::Admission {
-        correlation_id: &reviewed.uid,
+        correlation_id: &reviewed.response.uid,
         namespace: &reviewed.namespace,
         pod: &reviewed.pod,
         service_account: &reviewed.service_account,
