@@ -61,7 +61,11 @@ pub fn is_valid_aws_role_name(name: &str) -> bool {
 
 /// The ARN of the role `role_name` under `role_path` (which starts and ends with `/`).
 pub fn aws_role_arn(partition: &str, account_id: &str, role_path: &str, role_name: &str) -> String {
-    format!("arn:{partition}:iam::{account_id}:role{role_path}{role_name}")
+    // Plain concatenation: the webhook builds one per AWS grant, on the request path.
+    [
+        "arn:", partition, ":iam::", account_id, ":role", role_path, role_name,
+    ]
+    .concat()
 }
 
 /// The full name of a workload identity pool provider:

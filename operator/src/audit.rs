@@ -295,7 +295,7 @@ fn comma_separated<S: serde::Serializer, T: Display>(
 }
 
 fn as_text<S: serde::Serializer>(trace: &&Trace, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(trace)
+    serializer.serialize_str(&trace.text())
 }
 
 fn admission_line<'a>(admission: &'a Admission<'a>) -> Line<'a, &'a Admission<'a>> {

@@ -128,21 +128,18 @@ fn check_images(conditions: &ImageConditions, pod: &Pod) -> (bool, String) {
             );
         }
     }
-    let mut what = Vec::new();
-    if !conditions.allowed_prefixes.is_empty() {
-        what.push("come from an allowed prefix");
-    }
-    if conditions.require_digest {
-        what.push("are pinned by digest");
-    }
-    if what.is_empty() {
-        (true, "no image rule is set".to_owned())
-    } else {
-        (
-            true,
-            format!("every image and init image {}", what.join(" and ")),
-        )
-    }
+    let message = match (
+        !conditions.allowed_prefixes.is_empty(),
+        conditions.require_digest,
+    ) {
+        (false, false) => "no image rule is set",
+        (true, false) => "every image and init image come from an allowed prefix",
+        (false, true) => "every image and init image are pinned by digest",
+        (true, true) => {
+            "every image and init image come from an allowed prefix and are pinned by digest"
+        }
+    };
+    (true, message.to_owned())
 }
 
 /// A prefix that does not end in a separator must end at a component boundary: the prefix

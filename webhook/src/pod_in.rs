@@ -2,7 +2,7 @@
 //! k8s-openapi's types, the rest of the pod skipped unparsed. The metadata's name, generateName,
 //! namespace, labels and annotations; the spec's service account, volumes (of a volume that is
 //! not Passport's, only its name: `mutate` never replaces it), containers and init containers;
-//! of each container its name, image, env, envFrom and volume mounts. Everything else
+//! of each container its name, image, env (names and values), envFrom and volume mounts. Everything else
 //! (the pod's managedFields, resources, probes, ports, tolerations, status) is neither read nor
 //! written by a mutation, and the patch is built from the parts `mutate` changes alone
 //! (`patch::Snapshot`), so skipping it changes no response: the review's tests hold the patch
@@ -81,9 +81,25 @@ struct SpecIn {
 /// invocation's) may be replaced, and is parsed whole; of any other, `mutate` reads the name
 /// alone (to count it, and to find its own), so the rest is skipped unparsed. The API server
 /// writes `name` first, as in its Go type; a volume whose other members come first is parsed
-/// whole.
+/// whole. A k8s-openapi `Volume` is over 3 KB, moved at each step of the parse: the whole one
+/// is boxed, and the volume is built once, in the pod's list (`Pod::from`).
 #[derive(Clone, Debug)]
-struct VolumeIn(Volume);
+enum VolumeIn {
+    Named(String),
+    Whole(Box<Volume>),
+}
+
+impl From<VolumeIn> for Volume {
+    fn from(volume: VolumeIn) -> Self {
+        match volume {
+            VolumeIn::Named(name) => Volume {
+                name,
+                ..Volume::default()
+            },
+            VolumeIn::Whole(volume) => *volume,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for VolumeIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -108,10 +124,7 @@ impl<'de> serde::de::Visitor<'de> for VolumeVisitor {
                 let name: String = map.next_value()?;
                 if !name.starts_with(crate::grants::paths::VOLUME_PREFIX) {
                     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                    return Ok(VolumeIn(Volume {
-                        name,
-                        ..Volume::default()
-                    }));
+                    return Ok(VolumeIn::Named(name));
                 }
                 members.insert(key, serde_json::Value::String(name));
                 continue;
@@ -119,7 +132,7 @@ impl<'de> serde::de::Visitor<'de> for VolumeVisitor {
             members.insert(key, map.next_value()?);
         }
         serde_json::from_value(serde_json::Value::Object(members))
-            .map(VolumeIn)
+            .map(VolumeIn::Whole)
             .map_err(A::Error::custom)
     }
 }
@@ -130,9 +143,28 @@ struct ContainerIn {
     /// Absent or `null` is empty, as k8s-openapi reads it.
     name: Option<String>,
     image: Option<String>,
-    env: Option<Vec<EnvVar>>,
+    env: Option<Vec<EnvIn>>,
     env_from: Option<Vec<EnvFromSource>>,
     volume_mounts: Option<Vec<VolumeMount>>,
+}
+
+/// An env variable as `mutate` reads it: its name (never overwritten) and value (Passport's
+/// own, on a reinvocation). `valueFrom` is skipped unparsed: `mutate` appends to env and never
+/// reads or rewrites a variable it did not set, and one with `valueFrom` has no `value`.
+#[derive(Clone, Debug, Deserialize)]
+struct EnvIn {
+    name: String,
+    value: Option<String>,
+}
+
+impl From<EnvIn> for EnvVar {
+    fn from(env: EnvIn) -> Self {
+        EnvVar {
+            name: env.name,
+            value: env.value,
+            value_from: None,
+        }
+    }
 }
 
 impl From<ContainerIn> for Container {
@@ -140,7 +172,7 @@ impl From<ContainerIn> for Container {
         Container {
             name: c.name.unwrap_or_default(),
             image: c.image,
-            env: c.env,
+            env: c.env.map(|env| env.into_iter().map(EnvVar::from).collect()),
             env_from: c.env_from,
             volume_mounts: c.volume_mounts,
             ..Container::default()
@@ -166,7 +198,7 @@ impl From<PodIn> for Pod {
                     .map(|list| list.into_iter().map(Container::from).collect()),
                 volumes: spec
                     .volumes
-                    .map(|list| list.into_iter().map(|v| v.0).collect()),
+                    .map(|list| list.into_iter().map(Volume::from).collect()),
                 ..PodSpec::default()
             }),
             status: None,
@@ -191,6 +223,10 @@ mod tests {
             serde_json::json!({"metadata": {"name": "p", "labels": null},
                 "spec": {"containers": [{"name": "app", "image": "i", "ports": [{"containerPort": 1}]}],
                          "initContainers": [{"name": "init", "restartPolicy": "Always"}]}}),
+            serde_json::json!({"spec": {"containers": [{"name": "app", "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "C", "value": null}]}]}}),
         ] {
             let full: Pod = serde_json::from_value(pod.clone()).unwrap();
             let slim: PodIn = serde_json::from_value(pod.clone()).unwrap();
@@ -204,6 +240,9 @@ mod tests {
                 {
                     c.ports = None;
                     c.restart_policy = None;
+                    for env in c.env.iter_mut().flatten() {
+                        env.value_from = None;
+                    }
                 }
             }
             assert_eq!(Pod::from(slim), expected, "{pod}");

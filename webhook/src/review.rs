@@ -176,7 +176,7 @@ impl Response {
 fn pod_display_name(pod: &Pod) -> String {
     match (&pod.metadata.name, &pod.metadata.generate_name) {
         (Some(name), _) if !name.is_empty() => name.clone(),
-        (_, Some(prefix)) => format!("{prefix}*"),
+        (_, Some(prefix)) => [prefix.as_str(), "*"].concat(),
         _ => String::new(),
     }
 }

@@ -68,19 +68,63 @@ impl Trace {
     }
 }
 
+impl Trace {
+    /// The steps in plain words, one line each: what `passport mutate --explain` prints and
+    /// the audit line carries. Built with plain appends: on the request path, the formatting
+    /// machinery costs several times as much.
+    pub fn text(&self) -> String {
+        let len: usize = self
+            .steps
+            .iter()
+            .map(|s| 7 + s.policy.as_ref().map_or(0, |p| p.len() + 2) + s.message.len())
+            .sum();
+        let mut out = String::with_capacity(len);
+        for step in &self.steps {
+            out.push_str(match step.outcome {
+                Outcome::Pass => "ok   ",
+                Outcome::Fail => "FAIL ",
+                Outcome::Info => "     ",
+            });
+            if let Some(policy) = &step.policy {
+                out.push_str(policy);
+                out.push_str(": ");
+            }
+            out.push_str(&step.message);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for Trace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for step in &self.steps {
-            let mark = match step.outcome {
-                Outcome::Pass => "ok  ",
-                Outcome::Fail => "FAIL",
-                Outcome::Info => "    ",
-            };
-            match &step.policy {
-                Some(policy) => writeln!(f, "{mark} {policy}: {}", step.message)?,
-                None => writeln!(f, "{mark} {}", step.message)?,
-            }
-        }
-        Ok(())
+        f.write_str(&self.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Outcome, StepKind, Trace};
+
+    #[test]
+    fn the_text_has_one_marked_line_per_step() {
+        let mut trace = Trace::default();
+        trace.push(
+            StepKind::Policy,
+            Some("shop/api"),
+            Outcome::Pass,
+            "names service account api",
+        );
+        trace.push(
+            StepKind::Condition,
+            Some("shop/api"),
+            Outcome::Fail,
+            "images: \"x\"",
+        );
+        trace.push(StepKind::Decision, None, Outcome::Info, "nothing injected");
+        let text = "ok   shop/api: names service account api\nFAIL shop/api: images: \"x\"\n     nothing injected\n";
+        assert_eq!(trace.text(), text);
+        assert_eq!(trace.to_string(), text);
+        assert_eq!(Trace::default().text(), "");
     }
 }
