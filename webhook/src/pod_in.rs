@@ -2,11 +2,11 @@
 //! k8s-openapi's types, the rest of the pod skipped unparsed. The metadata's name, generateName,
 //! namespace, labels and annotations; the spec's service account, volumes (of a volume that is
 //! not Passport's, only its name: `mutate` never replaces it), containers and init containers;
-//! of each container its name, image, env (names and values), envFrom and volume mounts. Everything else
-//! (the pod's managedFields, resources, probes, ports, tolerations, status) is neither read nor
-//! written by a mutation, and the patch is built from the parts `mutate` changes alone
-//! (`patch::Snapshot`), so skipping it changes no response: the review's tests hold the patch
-//! of this pod to that of `mutate` on the whole pod.
+//! of each container its name, image, env (names and values), envFrom and volume mounts.
+//! Everything else (the pod's managedFields, resources, probes, ports, tolerations, status) is
+//! neither read nor written by a mutation, and the patch is built from the parts `mutate`
+//! changes alone (`patch::Snapshot`), so skipping it changes no response: the review's tests
+//! hold the patch of this pod to that of `mutate` on the whole pod.
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, Pod, PodSpec, Volume, VolumeMount,

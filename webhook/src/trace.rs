@@ -66,9 +66,7 @@ impl Trace {
             message: message.into(),
         });
     }
-}
 
-impl Trace {
     /// The steps in plain words, one line each: what `passport mutate --explain` prints and
     /// the audit line carries. Built with plain appends: on the request path, the formatting
     /// machinery costs several times as much.
@@ -76,7 +74,7 @@ impl Trace {
         let len: usize = self
             .steps
             .iter()
-            .map(|s| 7 + s.policy.as_ref().map_or(0, |p| p.len() + 2) + s.message.len())
+            .map(|s| 6 + s.policy.as_ref().map_or(0, |p| p.len() + 2) + s.message.len())
             .sum();
         let mut out = String::with_capacity(len);
         for step in &self.steps {
