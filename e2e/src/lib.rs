@@ -15,3 +15,4 @@ pub mod schema;
 pub mod serve;
 pub mod stack;
 pub mod tls;
+pub mod watched;

@@ -20,7 +20,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -32,7 +32,7 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use passport_crds::AccessPolicy;
-use passport_e2e::aws::ACCOUNT_ID;
+use passport_e2e::{aws::ACCOUNT_ID, watched::Watched};
 use serde_json::{Value, json};
 
 use crate::{
@@ -97,69 +97,43 @@ fn size() -> Size {
     }
 }
 
-/// A process started by the benchmark, stopped (SIGTERM, then waited for) when dropped. A shell
-/// watchdog also stops it when the test binary exits.
-struct Process {
-    child: Child,
-    pidfile: PathBuf,
-}
-
-impl Process {
-    fn spawn(
-        dir: &Path,
-        name: &str,
-        pin: Option<&str>,
-        program: &str,
-        args: &[String],
-        env: &[(String, String)],
-    ) -> Process {
-        let pidfile = dir.join(format!("{name}.pid"));
-        let _ = std::fs::remove_file(&pidfile);
-        let watchdog = format!(
-            r#""$0" "$@" & child=$!; echo $child > '{}'; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done; kill $child 2>/dev/null; wait $child"#,
-            pidfile.display(),
-            std::process::id()
-        );
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(watchdog);
-        match pin {
-            Some(cpu) => command.args(["taskset", "-c", cpu, program]),
-            None => command.arg(program),
-        };
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let child = command
+/// Starts a process of the benchmark (`<dir>/<name>.log` its standard error), pinned to
+/// `pin`'s CPU if given. It is stopped (SIGTERM, then waited for) when dropped, and when the
+/// test binary exits (`Watched`).
+fn spawn(
+    dir: &Path,
+    name: &str,
+    pin: Option<&str>,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> Watched {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let pidfile = dir.join(format!("{name}.pid"));
+    // `taskset` execs the program: the ID on file is the program's.
+    let (launcher, pinning): (&str, Vec<&str>) = match pin {
+        Some(cpu) => ("taskset", vec!["-c", cpu, program]),
+        None => (program, Vec::new()),
+    };
+    Watched::spawn(launcher, pidfile, |command| {
+        command
+            .args(pinning)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .spawn()
-            .unwrap();
-        Process { child, pidfile }
-    }
-
-    async fn pid(&self) -> u32 {
-        for _ in 0..100 {
-            if let Some(pid) = std::fs::read_to_string(&self.pidfile)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                return pid;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no pid in {}", self.pidfile.display());
-    }
+    })
+    .unwrap()
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
-            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
-        }
-        let _ = self.child.wait();
-    }
+/// The process ID of a benchmarked server.
+async fn pid_of(process: &Watched) -> u32 {
+    process
+        .started_pid()
+        .await
+        .unwrap_or_else(|| panic!("no pid in {}", process.pidfile().display()))
 }
 
 fn free_addr() -> String {
@@ -173,7 +147,7 @@ fn free_addr() -> String {
 
 /// One server under test: its process and its `/mutate` URL.
 struct Server {
-    process: Process,
+    process: Watched,
     url: String,
 }
 
@@ -209,7 +183,7 @@ async fn start_passport(h: &Harness, pin: bool, resync: u64) -> Server {
     } else {
         "bench-passport"
     };
-    let process = Process::spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
+    let process = spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
     let ready = format!("http://{health}/readyz");
     let started = Instant::now();
     loop {
@@ -259,7 +233,7 @@ async fn start_null(
     } else {
         "bench-null"
     };
-    let process = Process::spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
+    let process = spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
     let url = format!("https://{addr}/mutate");
     let started = Instant::now();
     while post(http, &url, body).await.is_err() {
@@ -573,14 +547,14 @@ async fn webhook_against_a_null_webhook() {
     let mut passport = start_passport(h, size.modes[0].0, resync).await;
     let leader = h.operator_pid().unwrap();
     let rss = |pid: u32| mib(proc_status_kib(pid, "VmRSS:"));
-    let replica_start_rss = rss(passport.process.pid().await);
+    let replica_start_rss = rss(pid_of(&passport.process).await);
     let namespaces = populate(h, &client, id, &size).await;
     let sa_namespace = h.namespace(&client, "bench-wh-sa", &[]).await;
     let memory = measure_memory(
         &client,
         &sa_namespace,
         &size.service_account_steps,
-        passport.process.pid().await,
+        pid_of(&passport.process).await,
         leader,
     )
     .await;
@@ -633,12 +607,12 @@ async fn webhook_against_a_null_webhook() {
             drop_seconds: size.drop_seconds,
             rounds: size.rounds,
         };
-        let replica = passport.process.pid().await;
+        let replica = pid_of(&passport.process).await;
         let servers = [
             load::Target {
                 name: "null",
                 url: &null.url,
-                pid: null.process.pid().await,
+                pid: pid_of(&null.process).await,
             },
             load::Target {
                 name: "passport",

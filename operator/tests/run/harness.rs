@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Mutex, OnceLock},
     time::Duration,
 };
@@ -21,6 +21,7 @@ use passport_crds::{AccessPolicy, FederatedTrust};
 use passport_e2e::{
     realapi,
     stack::{Stack, StackConfig},
+    watched::Watched,
 };
 
 /// The operator's `--cluster-name`.
@@ -43,7 +44,8 @@ pub struct Harness {
     /// `https://127.0.0.1:<port>/mutate`: the operator's webhook.
     pub webhook_url: String,
     webhook_addr: String,
-    operator: Mutex<Option<Child>>,
+    operator: Mutex<Option<Watched>>,
+    /// Where the operator's process ID is written (`Watched`).
     pidfile: PathBuf,
     resync_seconds: u64,
     /// Tests that count cloud calls take it exclusively; the others share it.
@@ -329,10 +331,9 @@ impl Harness {
         };
         let health = free()?;
         let pidfile = self.stack.dir().join("standby.pid");
-        let child = self.spawn_operator("standby", &health, &free()?, &pidfile)?;
+        let process = self.spawn_operator("standby", &health, &free()?, &pidfile)?;
         Ok(Standby {
-            child,
-            pidfile,
+            _process: process,
             metrics_url: format!("http://{health}/metrics"),
             ready_url: format!("http://{health}/readyz"),
         })
@@ -344,7 +345,7 @@ impl Harness {
         health_addr: &str,
         webhook_addr: &str,
         pidfile: &std::path::Path,
-    ) -> anyhow::Result<Child> {
+    ) -> anyhow::Result<Watched> {
         let dir = self.stack.dir();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -354,44 +355,34 @@ impl Harness {
             .create(true)
             .append(true)
             .open(dir.join("audit.log"))?;
-        let watchdog = format!(
-            r#""$0" "$@" & child=$!; echo $child > '{}'; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done; kill $child 2>/dev/null; wait $child"#,
-            pidfile.display(),
-            std::process::id()
-        );
-        let _ = std::fs::remove_file(pidfile);
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(watchdog)
+        let program = std::env::var("PASSPORT_BIN")
             // `make bench` measures the release build it names here.
-            .arg(
-                std::env::var("PASSPORT_BIN")
-                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_passport").to_owned()),
-            )
-            .args([
-                "run",
-                "--cluster-name",
-                CLUSTER,
-                "--health-addr",
-                health_addr,
-                "--resync-seconds",
-                &self.resync_seconds.to_string(),
-                "--webhook-addr",
-                webhook_addr,
-                "--webhook-configuration",
-                WEBHOOK_CONFIGURATION,
-                "--identity",
-                name,
-            ])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
-            // The key-rotation drill (issuer.rs) waits out one overlap.
-            .env("PASSPORT_ISSUER_KEY_OVERLAP_SECONDS", "20")
-            .stdin(Stdio::null())
-            .stdout(audit)
-            .stderr(log)
-            .spawn()?;
-        Ok(child)
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_passport").to_owned());
+        Ok(Watched::spawn(program, pidfile, |command| {
+            command
+                .args([
+                    "run",
+                    "--cluster-name",
+                    CLUSTER,
+                    "--health-addr",
+                    health_addr,
+                    "--resync-seconds",
+                    &self.resync_seconds.to_string(),
+                    "--webhook-addr",
+                    webhook_addr,
+                    "--webhook-configuration",
+                    WEBHOOK_CONFIGURATION,
+                    "--identity",
+                    name,
+                ])
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
+                // The key-rotation drill (issuer.rs) waits out one overlap.
+                .env("PASSPORT_ISSUER_KEY_OVERLAP_SECONDS", "20")
+                .stdin(Stdio::null())
+                .stdout(audit)
+                .stderr(log)
+        })?)
     }
 
     /// Stops the operator with SIGTERM, as a rollout would, and waits until it has exited.
@@ -402,11 +393,11 @@ impl Harness {
     /// The operator's process ID (for the benchmark's peak RSS).
     #[allow(dead_code)]
     pub fn operator_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(&self.pidfile)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.operator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .pid()
     }
 
     /// Kills the operator with SIGKILL, as a node failure would, and waits for it to be gone.
@@ -415,14 +406,14 @@ impl Harness {
     }
 
     fn end_operator(&self, how: &str) {
-        signal(&self.pidfile, how);
-        if let Some(mut child) = self
+        if let Some(mut operator) = self
             .operator
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
-            let _ = child.wait();
+            operator.signal(how);
+            operator.wait();
         }
     }
 
@@ -539,19 +530,9 @@ pub async fn aws_objects(client: &Client) -> u64 {
     (policies + trusts) as u64
 }
 
-/// Sends `signal` to the process whose ID is in `pidfile`.
-fn signal(pidfile: &std::path::Path, signal: &str) {
-    let pid = std::fs::read_to_string(pidfile).unwrap_or_default();
-    let pid = pid.trim();
-    if !pid.is_empty() {
-        let _ = Command::new("kill").args([signal, pid]).status();
-    }
-}
-
 /// A second `passport run`, stopped (SIGTERM, then waited for) when dropped.
 pub struct Standby {
-    child: Child,
-    pidfile: PathBuf,
+    _process: Watched,
     pub metrics_url: String,
     pub ready_url: String,
 }
@@ -560,13 +541,6 @@ impl Standby {
     /// One counter or gauge of this replica's `/metrics`, summed over its label sets.
     pub async fn metric(&self, name: &str) -> f64 {
         metric_sum(&self.metrics_url, name).await
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        signal(&self.pidfile, "-TERM");
-        let _ = self.child.wait();
     }
 }
 
