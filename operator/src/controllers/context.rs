@@ -239,6 +239,41 @@ impl Context {
         }
     }
 
+    /// A change Passport made in the cloud: its audit line, and a Normal Event on the resource,
+    /// `DriftRepaired` when a resync found the cloud changed behind Passport's back, else
+    /// `CloudUpdated`.
+    pub async fn cloud_changed(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        who: &crate::audit::Who<'_>,
+        record: &crate::audit::Record,
+    ) {
+        crate::audit::emit(who, record);
+        let reason = if who.drift {
+            "DriftRepaired"
+        } else {
+            "CloudUpdated"
+        };
+        self.event(object, EventType::Normal, reason, "Sync", record.note())
+            .await;
+    }
+
+    /// A Warning Event for a refusal (a guardrail): its reason and message.
+    pub async fn refused(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        refusal: &super::Refusal,
+    ) {
+        self.event(
+            object,
+            EventType::Warning,
+            refusal.reason.as_str(),
+            "Refuse",
+            refusal.message.clone(),
+        )
+        .await;
+    }
+
     /// A Warning Event for a failed cloud call: the error's reason, `action`, and `note` (the
     /// error itself when None).
     pub async fn cloud_warning(

@@ -47,7 +47,7 @@ use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use passport_crds::conditions::Reason;
+use passport_crds::conditions::{self, Reason};
 
 /// Why Passport will not act on a resource: the condition reason and a message that names the
 /// rule and what to change.
@@ -69,6 +69,53 @@ impl Refusal {
 
 fn reason_str<S: serde::Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(reason.as_str())
+}
+
+/// How the cloud side of a reconcile ended. `T` is what a success observed: the plan, and for
+/// a trust the cloud object too.
+#[derive(Clone, Debug)]
+pub enum Sync<'a, T> {
+    /// The cloud matches the plan.
+    Synced(T),
+    /// Passport refused to write (a guardrail).
+    Refused(&'a Refusal),
+    /// The cloud call failed; the reason and message come from the error.
+    Failed { reason: Reason, message: String },
+}
+
+impl<T> Sync<'_, T> {
+    /// A failed cloud call, as the `CloudSynced` condition reports it.
+    pub fn failed(error: &crate::cloud::CloudError) -> Self {
+        Self::Failed {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
+
+    /// The `CloudSynced` condition; `synced` is its message when the cloud matches.
+    pub fn condition(&self, synced: &str) -> conditions::State {
+        use conditions::{ConditionType, State, Status};
+        match self {
+            Self::Synced(_) => State::new(
+                ConditionType::CloudSynced,
+                Status::True,
+                Reason::Reconciled,
+                synced,
+            ),
+            Self::Refused(refusal) => State::new(
+                ConditionType::CloudSynced,
+                Status::False,
+                refusal.reason,
+                refusal.message.clone(),
+            ),
+            Self::Failed { reason, message } => State::new(
+                ConditionType::CloudSynced,
+                Status::False,
+                *reason,
+                message.clone(),
+            ),
+        }
+    }
 }
 
 /// The reconcile clock.

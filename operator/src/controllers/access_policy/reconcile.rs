@@ -164,14 +164,7 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
             );
             ctx.metrics.error(KIND, refusal.reason.as_str());
             if write_status(ctx, policy, &next).await? {
-                ctx.event(
-                    &reference,
-                    EventType::Warning,
-                    refusal.reason.as_str(),
-                    "Refuse",
-                    refusal.message.clone(),
-                )
-                .await;
+                ctx.refused(&reference, &refusal).await;
             }
             // A refusal waits for the trust, the namespace or the spec to change (all watched).
             return Ok((
@@ -185,27 +178,14 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
         Err(failed) => (failed.records, Err(failed.error), None),
     };
     for record in &records {
-        audit::emit(&who, record);
-        let reason = if was_synced {
-            "DriftRepaired"
-        } else {
-            "CloudUpdated"
-        };
-        ctx.event(&reference, EventType::Normal, reason, "Sync", record.note())
-            .await;
+        ctx.cloud_changed(&reference, &who, record).await;
     }
     let (sync_state, failure) = match &sync_result {
         Ok(()) => (Sync::Synced(&plan), None),
         Err(error) => {
             audit::emit(&who, &Record::failed(error, &plan.identity));
             ctx.metrics.error(KIND, error.reason().as_str());
-            (
-                Sync::Failed {
-                    reason: error.reason(),
-                    message: error.to_string(),
-                },
-                Some(error.clone()),
-            )
+            (Sync::failed(error), Some(error.clone()))
         }
     };
     if failure.is_none() {

@@ -10,18 +10,9 @@ use passport_crds::{
 };
 
 use super::desired::{PolicyObject, PolicyPlan};
-use crate::controllers::Refusal;
 
-/// How the cloud side of a reconcile ended.
-#[derive(Clone, Debug)]
-pub enum Sync<'a> {
-    /// The cloud matches `plan`.
-    Synced(&'a PolicyPlan),
-    /// Passport refused to write (a guardrail).
-    Refused(&'a Refusal),
-    /// The cloud call failed; the reason and message come from the error.
-    Failed { reason: Reason, message: String },
-}
+/// How the cloud side of a reconcile ended: synced to the plan, refused or failed.
+pub type Sync<'a> = crate::controllers::Sync<'a, &'a PolicyPlan>;
 
 /// What a reconcile observed.
 #[derive(Clone, Debug)]
@@ -36,26 +27,7 @@ pub struct Observed<'a> {
 /// The status the policy should have.
 pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> AccessPolicyStatus {
     let previous = policy.status.clone().unwrap_or_default();
-    let synced = match &observed.sync {
-        Sync::Synced(_) => State::new(
-            ConditionType::CloudSynced,
-            Status::True,
-            Reason::Reconciled,
-            "the cloud matches the spec",
-        ),
-        Sync::Refused(refusal) => State::new(
-            ConditionType::CloudSynced,
-            Status::False,
-            refusal.reason,
-            refusal.message.clone(),
-        ),
-        Sync::Failed { reason, message } => State::new(
-            ConditionType::CloudSynced,
-            Status::False,
-            *reason,
-            message.clone(),
-        ),
-    };
+    let synced = observed.sync.condition("the cloud matches the spec");
     let verified = observed.verification.as_ref().map(|result| match result {
         Ok(()) => State::new(
             ConditionType::Verified,
@@ -254,6 +226,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::controllers::Refusal;
     use crate::controllers::access_policy::desired;
 
     fn at(seconds: i64) -> Time {

@@ -99,14 +99,7 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
             ctx.metrics.error(KIND, refusal.reason.as_str());
             let next = status::compute(trust, &Sync::Refused(&refusal), None, None, now());
             if write_status(ctx, trust, &next).await? {
-                ctx.event(
-                    &reference,
-                    EventType::Warning,
-                    refusal.reason.as_str(),
-                    "Refuse",
-                    refusal.message.clone(),
-                )
-                .await;
+                ctx.refused(&reference, &refusal).await;
             }
             return Ok(Action::requeue(requeue::jittered(requeue::ISSUER_RETRY)));
         }
@@ -128,27 +121,14 @@ async fn apply(trust: &FederatedTrust, ctx: &Context) -> Result<Action, Error> {
     let (sync, failure) = match ensured {
         Ok((object, record)) => {
             if let Some(record) = record {
-                audit::emit(&who, &record);
-                let reason = if drift {
-                    "DriftRepaired"
-                } else {
-                    "CloudUpdated"
-                };
-                ctx.event(&reference, EventType::Normal, reason, "Sync", record.note())
-                    .await;
+                ctx.cloud_changed(&reference, &who, &record).await;
             }
-            (Sync::Synced(&plan, object), None)
+            (Sync::Synced((&plan, object)), None)
         }
         Err(error) => {
             audit::emit(&who, &Record::failed(&error, &plan.issuer));
             ctx.metrics.error(KIND, error.reason().as_str());
-            (
-                Sync::Failed {
-                    reason: error.reason(),
-                    message: error.to_string(),
-                },
-                Some(error),
-            )
+            (Sync::failed(&error), Some(error))
         }
     };
     // Published before the check, so that the check sees what was just written.

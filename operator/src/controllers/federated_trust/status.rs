@@ -14,7 +14,7 @@ use passport_crds::{
 use super::desired::TrustPlan;
 use crate::{
     cloud::{OidcProviderState, WorkloadIdentityState},
-    controllers::{Refusal, issuer::Reachability},
+    controllers::issuer::Reachability,
 };
 
 /// The cloud object as observed after the ensure.
@@ -25,13 +25,9 @@ pub enum Object {
     None,
 }
 
-/// How the cloud side ended.
-#[derive(Clone, Debug)]
-pub enum Sync<'a> {
-    Synced(&'a TrustPlan, Object),
-    Refused(&'a Refusal),
-    Failed { reason: Reason, message: String },
-}
+/// How the cloud side ended: synced (to the plan, with the cloud object observed), refused or
+/// failed.
+pub type Sync<'a> = crate::controllers::Sync<'a, (&'a TrustPlan, Object)>;
 
 /// How the issuer's publication ended: the `IssuerPublished` condition, and what is published
 /// (None when nothing could be read or written: the previous status then stays, so a retiring
@@ -60,26 +56,7 @@ pub fn compute(
     now: Time,
 ) -> FederatedTrustStatus {
     let previous = trust.status.clone().unwrap_or_default();
-    let synced = match sync {
-        Sync::Synced(..) => State::new(
-            ConditionType::CloudSynced,
-            Status::True,
-            Reason::Reconciled,
-            "the cloud trusts the issuer",
-        ),
-        Sync::Refused(refusal) => State::new(
-            ConditionType::CloudSynced,
-            Status::False,
-            refusal.reason,
-            refusal.message.clone(),
-        ),
-        Sync::Failed { reason, message } => State::new(
-            ConditionType::CloudSynced,
-            Status::False,
-            *reason,
-            message.clone(),
-        ),
-    };
+    let synced = sync.condition("the cloud trusts the issuer");
     let reachable = reachability.map(|r| match r {
         Reachability::Reachable { .. } => State::new(
             ConditionType::IssuerReachable,
@@ -149,7 +126,7 @@ pub fn compute(
         Some(_) => {}
         None => status.publication = None,
     }
-    if let Sync::Synced(plan, object) = sync {
+    if let Sync::Synced((plan, object)) = sync {
         status.issuer = Some(plan.issuer.clone());
         status.aws = None;
         status.gcp = None;
@@ -257,7 +234,7 @@ mod tests {
         };
         let status = compute(
             &t,
-            &Sync::Synced(&plan, Object::Aws(provider)),
+            &Sync::Synced((&plan, Object::Aws(provider))),
             Some(&reachable),
             None,
             at(10),
@@ -291,7 +268,7 @@ mod tests {
         };
         let status = compute(
             &t,
-            &Sync::Synced(&plan, Object::Aws(provider)),
+            &Sync::Synced((&plan, Object::Aws(provider))),
             Some(&unreachable),
             None,
             at(10),
@@ -310,7 +287,7 @@ mod tests {
         };
         let status = compute(
             &gcp,
-            &Sync::Synced(&plan, Object::Gcp(state)),
+            &Sync::Synced((&plan, Object::Gcp(state))),
             Some(&unreachable),
             None,
             at(10),
@@ -335,7 +312,7 @@ mod tests {
         };
         let first = compute(
             &t,
-            &Sync::Synced(&plan, Object::Aws(provider)),
+            &Sync::Synced((&plan, Object::Aws(provider))),
             None,
             None,
             at(1),
@@ -368,7 +345,7 @@ mod tests {
             created: true,
             client_ids: Vec::new(),
         };
-        let synced = Sync::Synced(&plan, Object::Aws(provider));
+        let synced = Sync::Synced((&plan, Object::Aws(provider)));
         let publication = PublicationStatus {
             url: Some("https://oidc.example.com".to_owned()),
             keys: vec!["new".to_owned()],
