@@ -9,11 +9,11 @@ use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, Method, StatusCode, Uri, header},
+    http::{HeaderMap, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
 
-use super::{query, quota, trust};
+use super::{moto::RelayError, query, quota, trust};
 
 /// The XML namespace of IAM responses.
 pub const NAMESPACE: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
@@ -241,48 +241,19 @@ impl IamFront {
         body: Bytes,
     ) -> Response {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.moto_url));
-        for (name, value) in headers {
-            if !is_hop_header(name) {
-                request = request.header(name, value);
-            }
-        }
-        let upstream = match request.body(body).send().await {
-            Ok(upstream) => upstream,
-            Err(e) => {
-                return iam_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    &format!("moto is not reachable: {e}"),
-                );
-            }
-        };
-        let status = upstream.status();
-        let mut out = HeaderMap::new();
-        for (name, value) in upstream.headers() {
-            if !is_hop_header(name) {
-                out.append(name, value.clone());
-            }
-        }
-        match upstream.bytes().await {
-            Ok(bytes) => (status, out, bytes).into_response(),
-            Err(e) => iam_error(
+        let url = format!("{}{path}", self.moto_url);
+        match super::moto::relay(&self.http, method, url, headers, &[], body, false).await {
+            Ok(answer) => answer.into_response(),
+            Err(RelayError::Unreachable(e)) => iam_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &format!("moto is not reachable: {e}"),
+            ),
+            Err(RelayError::Unreadable(e)) => iam_error(
                 StatusCode::BAD_GATEWAY,
                 "ServiceFailure",
                 &format!("reading moto's answer: {e}"),
             ),
         }
     }
-}
-
-fn is_hop_header(name: &header::HeaderName) -> bool {
-    [
-        header::HOST,
-        header::CONTENT_LENGTH,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-    ]
-    .contains(name)
 }

@@ -135,6 +135,71 @@ impl Drop for Moto {
     }
 }
 
+/// Why a request the fronts relay to moto got no answer to pass on.
+#[derive(Debug)]
+pub(crate) enum RelayError {
+    /// moto could not be reached.
+    Unreachable(reqwest::Error),
+    /// Its answer could not be read.
+    Unreadable(reqwest::Error),
+}
+
+/// Relays a request to moto as a front received it (`path_and_query` of its URI, its headers
+/// but the hop-by-hop ones, and `extra` headers), and returns moto's status, headers (the
+/// hop-by-hop ones dropped, but `Content-Length` kept with `keep_length`: a HEAD's, the
+/// object's) and body.
+pub(crate) async fn relay(
+    http: &reqwest::Client,
+    method: axum::http::Method,
+    url: String,
+    headers: &axum::http::HeaderMap,
+    extra: &[(axum::http::HeaderName, &str)],
+    body: axum::body::Bytes,
+    keep_length: bool,
+) -> Result<
+    (
+        reqwest::StatusCode,
+        axum::http::HeaderMap,
+        axum::body::Bytes,
+    ),
+    RelayError,
+> {
+    use axum::http::header;
+    let hop = |name: &header::HeaderName| {
+        [
+            header::HOST,
+            header::CONTENT_LENGTH,
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::EXPECT,
+        ]
+        .contains(name)
+    };
+    let mut request = http.request(method, url);
+    for (name, value) in headers {
+        if !hop(name) {
+            request = request.header(name, value);
+        }
+    }
+    for (name, value) in extra {
+        request = request.header(name, *value);
+    }
+    let upstream = request
+        .body(body)
+        .send()
+        .await
+        .map_err(RelayError::Unreachable)?;
+    let status = upstream.status();
+    let mut out = axum::http::HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !hop(name) || (keep_length && name == header::CONTENT_LENGTH) {
+            out.append(name, value.clone());
+        }
+    }
+    let bytes = upstream.bytes().await.map_err(RelayError::Unreadable)?;
+    Ok((status, out, bytes))
+}
+
 /// Stops moto `pid` when this process exits without dropping it: a test binary never drops its
 /// statics, and a stack shared by a binary's tests lives in one. A detached shell polls both
 /// processes; it ends by itself once moto is gone (a `Moto` dropped as usual). The outer shell

@@ -15,7 +15,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::query::{escape, request_id};
+use super::{
+    moto::RelayError,
+    query::{escape, request_id},
+};
 
 /// The S3 front's state. Cheap to clone.
 #[derive(Clone)]
@@ -82,7 +85,9 @@ impl S3Front {
                 && list(&st["Action"])
                     .iter()
                     .any(|a| a == "s3:GetObject" || a == "s3:*" || a == "*")
-                && list(&st["Resource"]).iter().any(|r| glob(r, &resource))
+                && list(&st["Resource"])
+                    .iter()
+                    .any(|r| super::trust::glob(r, &resource, false))
         })
     }
 
@@ -176,37 +181,32 @@ async fn forward(
     if anonymous_read && !front.anonymous_read_allowed(uri.path()).await {
         return error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied");
     }
-    let mut request = front
-        .http
-        .request(upstream_method, format!("{}{path}", front.moto_url));
-    for (name, value) in &headers {
-        if !is_hop_header(name) {
-            request = request.header(name, value);
-        }
-    }
-    if anonymous_read {
-        request = request.header(header::AUTHORIZATION, OWNER_AUTHORIZATION);
-    }
-    let upstream = match request.body(body).send().await {
-        Ok(upstream) => upstream,
-        Err(e) => {
+    let owner: &[(header::HeaderName, &str)] = if anonymous_read {
+        &[(header::AUTHORIZATION, OWNER_AUTHORIZATION)]
+    } else {
+        &[]
+    };
+    let url = format!("{}{path}", front.moto_url);
+    let head = method == Method::HEAD;
+    let relayed = super::moto::relay(
+        &front.http,
+        upstream_method,
+        url,
+        &headers,
+        owner,
+        body,
+        head,
+    );
+    let (status, out, bytes) = match relayed.await {
+        Ok(answer) => answer,
+        Err(RelayError::Unreachable(e)) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 &format!("moto is not reachable: {e}"),
             );
         }
-    };
-    let status = upstream.status();
-    let mut out = HeaderMap::new();
-    for (name, value) in upstream.headers() {
-        if !is_hop_header(name) || (method == Method::HEAD && name == header::CONTENT_LENGTH) {
-            out.append(name, value.clone());
-        }
-    }
-    let bytes = match upstream.bytes().await {
-        Ok(bytes) => bytes,
-        Err(e) => {
+        Err(RelayError::Unreadable(e)) => {
             return error(
                 StatusCode::BAD_GATEWAY,
                 "InternalError",
@@ -227,37 +227,3 @@ async fn forward(
 /// What moto takes for the bucket owner: any SigV4 header scoped to `s3` (it checks no
 /// signature).
 const OWNER_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
-
-/// IAM's resource globs: `*` any run of characters, `?` one.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-fn is_hop_header(name: &header::HeaderName) -> bool {
-    [
-        header::HOST,
-        header::CONTENT_LENGTH,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::EXPECT,
-    ]
-    .contains(name)
-}

@@ -282,7 +282,7 @@ impl Matcher {
 }
 
 /// IAM's wildcard match: `*` is any run of characters (also none), `?` exactly one.
-fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
     let norm = |s: &str| -> Vec<char> {
         if ignore_case {
             s.to_lowercase().chars().collect()
