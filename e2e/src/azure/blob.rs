@@ -142,6 +142,14 @@ impl StorageError {
         )
     }
 
+    fn blob_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "BlobNotFound",
+            "The specified blob does not exist.",
+        )
+    }
+
     fn auth_failed(detail: &str) -> Self {
         Self {
             detail: Some(detail.to_owned()),
@@ -529,13 +537,10 @@ impl Call<'_> {
             return Err(StorageError::resource_not_found());
         }
         let found = found.ok_or_else(StorageError::container_not_found)?;
-        let blob = found.blobs.get(blob).ok_or_else(|| {
-            StorageError::new(
-                StatusCode::NOT_FOUND,
-                "BlobNotFound",
-                "The specified blob does not exist.",
-            )
-        })?;
+        let blob = found
+            .blobs
+            .get(blob)
+            .ok_or_else(StorageError::blob_not_found)?;
         let mut response = if head {
             (StatusCode::OK, Body::empty()).into_response()
         } else {
@@ -573,13 +578,10 @@ impl Call<'_> {
             .ok_or_else(StorageError::resource_not_found)?
             .get_mut(container)
             .ok_or_else(StorageError::container_not_found)?;
-        found.blobs.remove(blob).ok_or_else(|| {
-            StorageError::new(
-                StatusCode::NOT_FOUND,
-                "BlobNotFound",
-                "The specified blob does not exist.",
-            )
-        })?;
+        found
+            .blobs
+            .remove(blob)
+            .ok_or_else(StorageError::blob_not_found)?;
         let mut response = (StatusCode::ACCEPTED, Body::empty()).into_response();
         common_headers(response.headers_mut(), &uuid::Uuid::new_v4().to_string());
         Ok(response)
