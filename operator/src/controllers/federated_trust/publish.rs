@@ -12,7 +12,10 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use passport_crds::federated_trust::{PublicationStatus, RetiringKey};
+use passport_crds::{
+    conditions::{ConditionType, Reason, State, Status},
+    federated_trust::{PublicationStatus, RetiringKey},
+};
 use serde_json::{Value, json};
 
 /// The two objects of an issuer, by their path under the issuer URL.
@@ -132,6 +135,72 @@ pub fn plan(
 pub fn overlap(longest_token_seconds: Option<i64>, margin: Duration) -> Duration {
     let longest = longest_token_seconds.unwrap_or(3600).max(600);
     Duration::from_secs(u64::try_from(longest).unwrap_or(3600)) + margin
+}
+
+/// The `IssuerPublished` condition of a publication at `public_url` for the cluster's `issuer`,
+/// with `status` the one just worked out (`plan`), and the Normal Events of a rotation that
+/// starts or ends (`was_rotating`: the previous status had retiring keys).
+pub fn condition(
+    public_url: &str,
+    issuer: &str,
+    status: &PublicationStatus,
+    was_rotating: bool,
+) -> (State, Vec<(&'static str, String)>) {
+    let state = |status: Status, reason: Reason, message: String| {
+        State::new(ConditionType::IssuerPublished, status, reason, message)
+    };
+    if public_url != issuer {
+        let message = format!(
+            "the documents are published at {public_url}, but the cluster's issuer \
+             (--service-account-issuer) is {issuer}: every token names that issuer, so no cloud \
+             would look here. Set --service-account-issuer={public_url} and \
+             --service-account-jwks-uri={public_url}/{JWKS_PATH} on the API server, or set \
+             spec.issuer.publish.publicUrl to the URL that serves this bucket"
+        );
+        return (
+            state(Status::False, Reason::IssuerMismatch, message),
+            Vec::new(),
+        );
+    }
+    let keys = status.keys.join(", ");
+    if status.retiring_keys.is_empty() {
+        let events = if was_rotating {
+            vec![(
+                "RotationComplete",
+                "the keys the cluster dropped are no longer published".to_owned(),
+            )]
+        } else {
+            Vec::new()
+        };
+        let message =
+            format!("{public_url} serves the cluster's discovery document and keys ({keys})");
+        return (state(Status::True, Reason::Published, message), events);
+    }
+    let retiring = status
+        .retiring_keys
+        .iter()
+        .map(|r| format!("{} until {}", r.kid, r.until))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let events = if was_rotating {
+        Vec::new()
+    } else {
+        vec![(
+            "RotationInProgress",
+            format!(
+                "the cluster dropped keys; they stay published until the tokens signed with \
+                 them expire: {retiring}"
+            ),
+        )]
+    };
+    let message = format!(
+        "{public_url} serves the cluster's keys ({keys}) and, until tokens signed with them \
+         expire, the keys it dropped: {retiring}"
+    );
+    (
+        state(Status::True, Reason::RotationInProgress, message),
+        events,
+    )
 }
 
 #[cfg(test)]
@@ -289,5 +358,84 @@ mod tests {
         assert_eq!(overlap(None, margin), Duration::from_secs(4_200));
         // Kubernetes issues no projected token shorter than 10 minutes.
         assert_eq!(overlap(Some(60), margin), Duration::from_secs(1_200));
+    }
+
+    #[test]
+    fn the_condition_names_a_mismatch_a_rotation_and_its_end() {
+        let status = |keys: &[&str], retiring: &[&str]| PublicationStatus {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            retiring_keys: retiring
+                .iter()
+                .map(|k| RetiringKey {
+                    kid: (*k).to_owned(),
+                    since: "2026-12-07T10:00:00Z".to_owned(),
+                    until: "2026-12-07T12:00:00Z".to_owned(),
+                })
+                .collect(),
+            ..PublicationStatus::default()
+        };
+        let single_spaced = |text: &str| assert!(!text.contains("  "), "{text}");
+
+        let (mismatch, events) = condition(
+            "https://bucket.example",
+            ISSUER,
+            &status(&["a"], &[]),
+            false,
+        );
+        assert_eq!(
+            (mismatch.status, mismatch.reason),
+            (Status::False, Reason::IssuerMismatch)
+        );
+        assert!(
+            mismatch.message.contains(
+                "Set --service-account-issuer=https://bucket.example and \
+                 --service-account-jwks-uri=https://bucket.example/openid/v1/jwks"
+            ),
+            "{}",
+            mismatch.message
+        );
+        single_spaced(&mismatch.message);
+        assert!(events.is_empty());
+
+        let (rotating, events) = condition(ISSUER, ISSUER, &status(&["b"], &["a"]), false);
+        assert_eq!(
+            (rotating.status, rotating.reason),
+            (Status::True, Reason::RotationInProgress)
+        );
+        assert!(
+            rotating.message.contains("keys (b)"),
+            "{}",
+            rotating.message
+        );
+        assert!(rotating.message.ends_with("a until 2026-12-07T12:00:00Z"));
+        single_spaced(&rotating.message);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, "RotationInProgress");
+        single_spaced(&events[0].1);
+        // Still rotating: no second Event.
+        assert!(
+            condition(ISSUER, ISSUER, &status(&["b"], &["a"]), true)
+                .1
+                .is_empty()
+        );
+
+        let (done, events) = condition(ISSUER, ISSUER, &status(&["b"], &[]), true);
+        assert_eq!(
+            (done.status, done.reason),
+            (Status::True, Reason::Published)
+        );
+        assert_eq!(
+            done.message,
+            format!("{ISSUER} serves the cluster's discovery document and keys (b)")
+        );
+        assert_eq!(
+            events.iter().map(|e| e.0).collect::<Vec<_>>(),
+            ["RotationComplete"]
+        );
+        assert!(
+            condition(ISSUER, ISSUER, &status(&["b"], &[]), false)
+                .1
+                .is_empty()
+        );
     }
 }

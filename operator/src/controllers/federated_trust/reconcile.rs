@@ -262,7 +262,8 @@ async fn publish_issuer(
     let Some(discovered) = discovered else {
         return failed(
             Reason::PublishFailed,
-            "the cluster's issuer and keys could not be read from the API server              (/.well-known/openid-configuration, /openid/v1/jwks): nothing was published"
+            "the cluster's issuer and keys could not be read from the API server \
+             (/.well-known/openid-configuration, /openid/v1/jwks): nothing was published"
                 .to_owned(),
         );
     };
@@ -321,8 +322,18 @@ async fn publish_issuer(
         let mut events = Vec::new();
         for (object_key, body, content_type, stored) in [
             // The keys first: a discovery document never points at a JWKS without them.
-            (&jwks_key, &plan.jwks, publish::JWKS_CONTENT_TYPE, &stored_jwks),
-            (&discovery_key, &plan.discovery, publish::DISCOVERY_CONTENT_TYPE, &stored_discovery),
+            (
+                &jwks_key,
+                &plan.jwks,
+                publish::JWKS_CONTENT_TYPE,
+                &stored_jwks,
+            ),
+            (
+                &discovery_key,
+                &plan.discovery,
+                publish::DISCOVERY_CONTENT_TYPE,
+                &stored_discovery,
+            ),
         ] {
             if stored.as_deref() == Some(body.as_slice()) {
                 continue;
@@ -351,60 +362,9 @@ async fn publish_issuer(
             events.push(("IssuerPublished", format!("wrote {object}")));
         }
         let was_rotating = previous.is_some_and(|p| !p.retiring_keys.is_empty());
-        let state = if public_url != discovered.issuer {
-            State::new(
-                ConditionType::IssuerPublished,
-                Status::False,
-                Reason::IssuerMismatch,
-                format!(
-                    "the documents are published at {public_url}, but the cluster's issuer                      (--service-account-issuer) is {}: every token names that issuer, so no                      cloud would look here. Set --service-account-issuer={public_url} and                      --service-account-jwks-uri={public_url}/{} on the API server, or set                      spec.issuer.publish.publicUrl to the URL that serves this bucket",
-                    discovered.issuer,
-                    publish::JWKS_PATH
-                ),
-            )
-        } else if plan.status.retiring_keys.is_empty() {
-            if was_rotating {
-                events.push((
-                    "RotationComplete",
-                    "the keys the cluster dropped are no longer published".to_owned(),
-                ));
-            }
-            State::new(
-                ConditionType::IssuerPublished,
-                Status::True,
-                Reason::Published,
-                format!(
-                    "{public_url} serves the cluster's discovery document and keys ({})",
-                    plan.status.keys.join(", ")
-                ),
-            )
-        } else {
-            let retiring: Vec<String> = plan
-                .status
-                .retiring_keys
-                .iter()
-                .map(|r| format!("{} until {}", r.kid, r.until))
-                .collect();
-            if !was_rotating {
-                events.push((
-                    "RotationInProgress",
-                    format!(
-                        "the cluster dropped keys; they stay published until the tokens signed                          with them expire: {}",
-                        retiring.join(", ")
-                    ),
-                ));
-            }
-            State::new(
-                ConditionType::IssuerPublished,
-                Status::True,
-                Reason::RotationInProgress,
-                format!(
-                    "{public_url} serves the cluster's keys ({}) and, until tokens signed with                      them expire, the keys it dropped: {}",
-                    plan.status.keys.join(", "),
-                    retiring.join(", ")
-                ),
-            )
-        };
+        let (state, rotation) =
+            publish::condition(&public_url, &discovered.issuer, &plan.status, was_rotating);
+        events.extend(rotation);
         Ok(Publishing {
             published: Published {
                 state,
