@@ -96,8 +96,9 @@ kubectl wait --for condition=Ready --timeout=60s -n demo pod/shop
 echo "annotation passport.dev/injected: $(kubectl get pod shop -n demo -o jsonpath='{.metadata.annotations.passport\.dev/injected}')"
 echo "env of container app:"
 kubectl get pod shop -n demo -o jsonpath='{range .spec.containers[0].env[*]}    {.name}={.value}{"\n"}{end}'
-echo "projected token volumes (audience, lifetime):"
-kubectl get pod shop -n demo -o jsonpath='{range .spec.volumes[*]}{range .projected.sources[*]}{.serviceAccountToken.audience}{" "}{.serviceAccountToken.expirationSeconds}{"\n"}{end}{end}' | grep -v '^ *$' | sed 's/^/    /'
+echo "projected token volumes (volume: audience, lifetime):"
+kubectl get pod shop -n demo -o jsonpath='{range .spec.volumes[*]}{.name}{range .projected.sources[*].serviceAccountToken}{"\t"}{.audience}{"\t"}{.expirationSeconds}{end}{"\n"}{end}' |
+  awk -F '\t' 'NF > 1 { printf "    %s: %s, %ss\n", $1, ($2 == "" ? "no audience (the API server'"'"'s own token)" : $2), $3 }'
 echo "files the kubelet stand-in wrote for it: $dir/pods/demo/shop/"
 
 step "Each cloud's own credential loader, with only that pod's env and files"

@@ -48,6 +48,9 @@ impl Moto {
     async fn start_on(binary: &PathBuf, port: u16) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Real IAM has AWS's managed policies (arn:aws:iam::aws:policy/...) in every
+            // account; moto loads them only when asked (about half a second and 40 MB more).
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -211,3 +211,42 @@ async fn trust_policy_quota_is_enforced_without_counting_whitespace() -> anyhow:
     assert!(fx.iam.get_role().role_name("too-big").send().await.is_err());
     Ok(())
 }
+
+/// AWS's managed policies exist in every account, as in real IAM: a role can attach one (the
+/// samples attach `AmazonS3ReadOnlyAccess`); a name AWS does not manage is `NoSuchEntity`.
+#[tokio::test]
+async fn aws_managed_policies_are_attachable() -> anyhow::Result<()> {
+    let fx = Fixture::start().await?;
+    fx.role("reader", "StringEquals", "system:serviceaccount:team-a:api")
+        .await?;
+    let managed = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+    fx.iam
+        .attach_role_policy()
+        .role_name("reader")
+        .policy_arn(managed)
+        .send()
+        .await
+        .context("attaching an AWS managed policy")?;
+    let attached = fx
+        .iam
+        .list_attached_role_policies()
+        .role_name("reader")
+        .send()
+        .await?;
+    let arns: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(arns, [managed]);
+    let unknown = fx
+        .iam
+        .attach_role_policy()
+        .role_name("reader")
+        .policy_arn("arn:aws:iam::aws:policy/NoSuchManagedPolicy")
+        .send()
+        .await
+        .expect_err("AWS manages no such policy");
+    assert_eq!(unknown.code(), Some("NoSuchEntity"));
+    Ok(())
+}
