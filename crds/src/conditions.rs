@@ -38,7 +38,7 @@ impl ConditionType {
 pub enum Reason {
     /// Everything matches the spec.
     Reconciled,
-    /// Work is under way (first reconcile, waiting for the cloud).
+    /// Work is under way: a policy waits for its trust's cloud side.
     Progressing,
     /// The resource is being deleted and its cloud objects cleaned up.
     Deleting,

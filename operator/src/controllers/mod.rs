@@ -18,6 +18,9 @@ pub mod requeue {
     pub const VERIFY_RETRY: Duration = Duration::from_secs(30);
     /// While the issuer cannot be read or reached.
     pub const ISSUER_RETRY: Duration = Duration::from_secs(60);
+    /// While a policy waits for its trust's cloud side: a backstop, since the trust's status
+    /// change (watched) brings the next reconcile.
+    pub const TRUST_PENDING: Duration = Duration::from_secs(10);
 
     /// `base` plus up to 20% jitter, so that many resources never retry in step.
     pub fn jittered(base: Duration) -> Duration {
@@ -81,6 +84,8 @@ pub enum Sync<'a, T> {
     Refused(&'a Refusal),
     /// The cloud call failed; the reason and message come from the error.
     Failed { reason: Reason, message: String },
+    /// Nothing was written yet: what it needs is not there yet (the message says what).
+    Waiting(String),
 }
 
 impl<T> Sync<'_, T> {
@@ -112,6 +117,12 @@ impl<T> Sync<'_, T> {
                 ConditionType::CloudSynced,
                 Status::False,
                 *reason,
+                message.clone(),
+            ),
+            Self::Waiting(message) => State::new(
+                ConditionType::CloudSynced,
+                Status::False,
+                Reason::Progressing,
                 message.clone(),
             ),
         }

@@ -186,6 +186,73 @@ async fn a_policy_gets_its_role_verified_updated_and_deleted() {
     .await;
 }
 
+/// A policy applied while its trust is still creating its OIDC provider (a trust and its
+/// policies in one `kubectl apply`): the policy waits for the trust's cloud side instead of
+/// asking IAM for a role that trusts a provider not there yet (IAM refuses it: "Invalid
+/// principal in policy"), so it reaches Ready with no failed call, no Warning Event and no
+/// error in the audit log. The trust's first IAM call is held for a few seconds, so that the
+/// policy's reconcile comes first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_applied_with_its_trust_waits_for_it_without_a_refused_write() {
+    use k8s_openapi::api::events::v1::Event;
+    let h = harness();
+    // The held call is IAM's next one, whoever makes it: no other test may call meanwhile.
+    let _exclusive = h.exclusive().await;
+    let client = h.client().await;
+    let trust = format!("aws-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let ns = h.namespace(&client, "aws", &[(TRUST_LABEL, &trust)]).await;
+    h.service_accounts(&client, &ns, &["api"]).await;
+    let faults = h.stack.aws.as_ref().expect("AWS in the stack").iam_faults();
+    faults.delay_next(1, std::time::Duration::from_secs(3));
+    apply_trust(&client, &trust_yaml(&trust, "")).await;
+    eventually("the trust's first IAM call", || async {
+        faults.pending() == 0
+    })
+    .await;
+    apply_policy(
+        &client,
+        &ns,
+        &format!(
+            "metadata: {{name: api}}\nspec:\n  trustRef: {{name: {trust}}}\n  serviceAccounts: [api]\n  aws: {{}}\n"
+        ),
+    )
+    .await;
+    let waiting = wait_policy(&client, &ns, "api", "waiting for its trust", |p| {
+        policy_condition(p, "CloudSynced").1 == "Progressing"
+    })
+    .await;
+    assert!(
+        policy_condition(&waiting, "Ready")
+            .2
+            .contains(&format!("waiting for FederatedTrust {trust}")),
+        "{:?}",
+        waiting.status
+    );
+    wait_policy(&client, &ns, "api", "Ready", policy_ready).await;
+    let resource = format!("{ns}/api");
+    let errors: Vec<_> = h
+        .audit()
+        .into_iter()
+        .filter(|line| {
+            line["resource"] == resource.as_str()
+                && line["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("error"))
+        })
+        .collect();
+    assert!(errors.is_empty(), "failed cloud calls: {errors:?}");
+    let warnings: Vec<_> = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| (e.reason, e.note))
+        .collect();
+    assert!(warnings.is_empty(), "Warning Events: {warnings:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn guardrails_refuse_with_a_clear_condition_and_write_nothing() {
     let h = harness();

@@ -173,6 +173,22 @@ async fn apply(policy: &AccessPolicy, ctx: &Context) -> Result<(Action, &'static
             ));
         }
     };
+    if let Some(waiting) = trust.as_ref().and_then(status::trust_pending) {
+        let next = status::compute(
+            policy,
+            &Observed {
+                sync: Sync::Waiting(waiting),
+                verification: None,
+                azure_client_id: None,
+            },
+            now(),
+        );
+        write_status(ctx, policy, &next).await?;
+        return Ok((
+            Action::requeue(requeue::jittered(requeue::TRUST_PENDING)),
+            "waiting",
+        ));
+    }
     let (records, sync_result, client_id) = match sync::apply(&plan, policy, &ctx.clouds).await {
         Ok(report) => (report.records, Ok(()), report.azure_client_id),
         Err(failed) => (failed.records, Err(failed.error), None),

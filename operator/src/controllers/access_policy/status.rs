@@ -117,6 +117,38 @@ pub fn compute(policy: &AccessPolicy, observed: &Observed<'_>, now: Time) -> Acc
     status
 }
 
+/// Why the policy must wait before it writes to the cloud: its trust has not synced its own
+/// cloud side at its current generation. A trust and its policies are often applied together,
+/// and what a policy writes names the trust's objects: an AWS role trusts the trust's OIDC
+/// provider (IAM refuses a principal that does not exist), a GCP binding its pool's principals.
+/// None once the trust's `CloudSynced` is True for its spec.
+pub fn trust_pending(trust: &FederatedTrust) -> Option<String> {
+    let name = trust.metadata.name.as_deref().unwrap_or_default();
+    let status = trust.status.as_ref();
+    let conditions = status.map_or(&[][..], |s| s.conditions.as_slice());
+    if super::super::synced_at(
+        conditions,
+        status.and_then(|s| s.observed_generation),
+        trust.metadata.generation,
+    ) {
+        return None;
+    }
+    let synced = conditions
+        .iter()
+        .find(|c| c.type_ == "CloudSynced" && c.status == "False")
+        .filter(|_| status.and_then(|s| s.observed_generation) == trust.metadata.generation);
+    Some(match synced {
+        Some(c) => format!(
+            "waiting for FederatedTrust {name}, whose cloud side is not in place: {}",
+            c.message
+        ),
+        None => format!(
+            "waiting for FederatedTrust {name} to set up its cloud side (its CloudSynced \
+             condition) before writing what trusts it"
+        ),
+    })
+}
+
 /// The trust's own failure, when it is not Ready: a policy of a trust that cannot work (an
 /// issuer the clouds cannot reach, say) is not Ready either, whatever its cloud objects.
 pub fn trust_blocking(trust: &FederatedTrust) -> Option<(Reason, String)> {
@@ -366,6 +398,80 @@ mod tests {
             "True",
             "the cloud side still matches"
         );
+    }
+
+    /// A policy waits for a trust that has not synced its cloud side for its spec: with no
+    /// status yet, with CloudSynced False (its message passed on), or synced for an older
+    /// generation; once CloudSynced is True for its generation, it goes ahead, Ready or not.
+    #[test]
+    fn a_policy_waits_for_its_trusts_cloud_side() {
+        let mut trust: FederatedTrust = serde_yaml::from_str(
+            "metadata: {name: aws-prod, generation: 2}\nspec:\n  aws: {accountId: '123456789012'}\n",
+        )
+        .unwrap();
+        let waiting = trust_pending(&trust).expect("no status yet");
+        assert!(waiting.contains("FederatedTrust aws-prod"), "{waiting}");
+        let with = |generation: i64, synced: Status, message: &str| {
+            Some(passport_crds::FederatedTrustStatus {
+                observed_generation: Some(generation),
+                conditions: conditions::to_conditions(
+                    &[
+                        State::new(
+                            ConditionType::Ready,
+                            Status::False,
+                            Reason::IssuerUnreachable,
+                            "the issuer is not public",
+                        ),
+                        State::new(
+                            ConditionType::CloudSynced,
+                            synced,
+                            Reason::CloudUnavailable,
+                            message,
+                        ),
+                    ],
+                    &[],
+                    Some(generation),
+                    at(50),
+                ),
+                ..Default::default()
+            })
+        };
+        trust.status = with(
+            2,
+            Status::False,
+            "aws CreateOpenIDConnectProvider: throttled",
+        );
+        let waiting = trust_pending(&trust).expect("CloudSynced is False");
+        assert!(
+            waiting.ends_with("not in place: aws CreateOpenIDConnectProvider: throttled"),
+            "{waiting}"
+        );
+        trust.status = with(1, Status::True, "the cloud trusts the issuer");
+        assert!(
+            trust_pending(&trust).is_some(),
+            "synced for generation 1 of 2"
+        );
+        trust.status = with(2, Status::True, "the cloud trusts the issuer");
+        assert_eq!(trust_pending(&trust), None, "synced, though not Ready");
+
+        let observed = Observed {
+            sync: Sync::Waiting("waiting for FederatedTrust aws-prod".to_owned()),
+            verification: None,
+            azure_client_id: None,
+        };
+        let status = compute(&policy(), &observed, at(100));
+        for type_ in ["Ready", "CloudSynced"] {
+            let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+                (
+                    "False",
+                    "Progressing",
+                    "waiting for FederatedTrust aws-prod"
+                )
+            );
+        }
+        assert_eq!(status.identity, None, "nothing written, nothing shown");
     }
 
     #[test]
