@@ -2,18 +2,24 @@
 //! and its replicas, the null webhook. A test binary never drops its statics (a stack shared by
 //! its tests lives in one), so a `Drop` is not enough: each program runs under a small shell
 //! that stops it (SIGTERM) once the test binary is gone, and that ends by itself once the
-//! program has exited. The shell writes the program's process ID to a file, for the signals of
-//! the drills and the benchmark's RSS readings.
+//! program has exited. The shell learns that the test binary is gone from a pipe, not from its
+//! process ID: its standard input is a pipe whose other end only the test binary holds, and
+//! the kernel closes it when the binary exits, however it exits (a polled process ID may be
+//! another process's by then). The shell writes the program's process ID to a file, for the
+//! signals of the drills and the benchmark's RSS readings.
 
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
-/// The shell around the program: `$0` is the program, `$@` its arguments.
-const WATCHDOG: &str = r#""$0" "$@" & child=$!; echo $child > "$PASSPORT_WATCHED_PIDFILE"; while kill -0 "$PASSPORT_WATCHED_PARENT" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done; kill $child 2>/dev/null; wait $child"#;
+/// The shell around the program: `$0` is the program, `$@` its arguments. A background reader
+/// waits on the pipe (fd 3, the shell's standard input: an asynchronous list's own standard
+/// input is /dev/null) and stops the program at its end of file; the shell waits for the
+/// program, then ends the reader, and exits with the program's status.
+const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" </dev/null 3<&- & child=$!; echo $child > "$PASSPORT_WATCHED_PIDFILE"; (read -r _ <&3; kill $child 2>/dev/null) & reader=$!; wait $child; status=$?; kill $reader 2>/dev/null; exit $status"#;
 
 /// A program started under the watchdog. Dropping it stops the program (SIGTERM) and waits for
 /// it to exit.
@@ -25,7 +31,8 @@ pub struct Watched {
 
 impl Watched {
     /// Starts `program`, with what `setup` adds to its command (arguments, environment,
-    /// standard streams), its process ID written to `pidfile`.
+    /// standard output and error; its standard input is /dev/null), its process ID written to
+    /// `pidfile`.
     pub fn spawn(
         program: impl AsRef<OsStr>,
         pidfile: impl Into<PathBuf>,
@@ -39,10 +46,10 @@ impl Watched {
             .arg("-c")
             .arg(WATCHDOG)
             .arg(program)
-            .env("PASSPORT_WATCHED_PIDFILE", &pidfile)
-            .env("PASSPORT_WATCHED_PARENT", std::process::id().to_string());
+            .env("PASSPORT_WATCHED_PIDFILE", &pidfile);
         setup(&mut command);
-        let shell = command.spawn()?;
+        // The pipe: its write end stays in `shell.stdin`, never written to.
+        let shell = command.stdin(Stdio::piped()).spawn()?;
         Ok(Self { shell, pidfile })
     }
 
@@ -79,7 +86,8 @@ impl Watched {
         }
     }
 
-    /// Waits for the program (and its shell) to exit.
+    /// Waits for the program (and its shell) to exit. This closes the pipe, which stops the
+    /// program if it still runs: signal it first for another way to end.
     pub fn wait(&mut self) {
         let _ = self.shell.wait();
     }
@@ -162,28 +170,45 @@ mod tests {
         assert!(!alive(pid), "the program is stopped");
     }
 
-    /// When the process that started it is gone, the program is stopped. The parent here is a
-    /// stand-in the test kills (the watchdog reads its ID from the environment).
+    /// When the process that started it is gone, the program is stopped: the kernel closes the
+    /// pipe's write end, as the test does here by hand.
     #[tokio::test]
     async fn the_program_stops_when_its_parent_is_gone() {
         let dir = Scratch::new();
-        let mut parent = Command::new("sleep").arg("60").spawn().unwrap();
         let mut watched = Watched::spawn("sleep", dir.0.join("pid"), |c| {
-            c.arg("60")
-                .env("PASSPORT_WATCHED_PARENT", parent.id().to_string())
-                // The shell reports the job it stopped ("Terminated").
-                .stderr(std::process::Stdio::null())
+            // The shell reports the job it stopped ("Terminated").
+            c.arg("60").stderr(Stdio::null())
         })
         .unwrap();
         let pid = watched.started_pid().await.expect("the pid is written");
         assert!(alive(pid));
-        parent.kill().unwrap();
-        parent.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(alive(pid), "the program runs while the pipe is open");
+        drop(watched.shell.stdin.take());
         until("the program stopped after its parent", || !alive(pid)).await;
         until("the shell ended", || {
             matches!(watched.shell.try_wait(), Ok(Some(_)))
         })
         .await;
+    }
+
+    /// The program's standard input is /dev/null, not the pipe, and its exit status is the
+    /// shell's.
+    #[tokio::test]
+    async fn the_program_reads_nothing_and_its_status_is_kept() {
+        let dir = Scratch::new();
+        let out = dir.0.join("out");
+        let mut watched = Watched::spawn("sh", dir.0.join("pid"), |c| {
+            c.args(["-c", r#"cat > "$0"; exit 7"#]).arg(&out)
+        })
+        .unwrap();
+        until("the program exited", || {
+            matches!(watched.shell.try_wait(), Ok(Some(_)))
+        })
+        .await;
+        let status = watched.shell.try_wait().unwrap().unwrap();
+        assert_eq!(status.code(), Some(7));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
     }
 
     /// A program that exits by itself ends its shell, and a signal after that is not sent:

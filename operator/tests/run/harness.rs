@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     sync::{Mutex, OnceLock},
     time::Duration,
 };
@@ -379,7 +379,6 @@ impl Harness {
                 .env("RUST_LOG", "info,passport_operator=debug,kube=warn")
                 // The key-rotation drill (issuer.rs) waits out one overlap.
                 .env("PASSPORT_ISSUER_KEY_OVERLAP_SECONDS", "20")
-                .stdin(Stdio::null())
                 .stdout(audit)
                 .stderr(log)
         })?)
