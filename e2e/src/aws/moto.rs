@@ -28,6 +28,8 @@ const LOG_TAIL: usize = 30;
 pub struct Moto {
     child: Child,
     url: String,
+    /// The write end of the watchdog's pipe (`watch_over`): closed, it stops moto.
+    _watchdog: Option<std::process::ChildStdin>,
 }
 
 impl Moto {
@@ -57,9 +59,7 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
-        if let Some(pid) = child.id() {
-            watch_over(pid);
-        }
+        let watchdog = child.id().and_then(watch_over);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(drain(BufReader::new(out), tail.clone()));
@@ -68,7 +68,11 @@ impl Moto {
             tokio::spawn(drain(BufReader::new(err), tail.clone()));
         }
         let url = format!("http://127.0.0.1:{port}");
-        let mut moto = Self { child, url };
+        let mut moto = Self {
+            child,
+            url,
+            _watchdog: watchdog,
+        };
         if let Err(e) = moto.wait_ready().await {
             moto.kill().await;
             let log = tail
@@ -204,25 +208,35 @@ pub(crate) async fn relay(
 }
 
 /// Stops moto `pid` when this process exits without dropping it: a test binary never drops its
-/// statics, and a stack shared by a binary's tests lives in one. A detached shell polls both
-/// processes; it ends by itself once moto is gone (a `Moto` dropped as usual). The outer shell
-/// only starts it in the background and exits at once, so no child is left to reap.
-fn watch_over(pid: u32) {
-    let watchdog = format!(
-        "(while kill -0 {parent} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         kill {pid} 2>/dev/null) &",
-        parent = std::process::id(),
-    );
+/// statics, and a stack shared by a binary's tests lives in one. A detached shell waits on a
+/// pipe whose write end only this process holds (returned, to be kept with moto) and stops moto
+/// at its end of file: when the end is dropped with `Moto`, or when the kernel closes it as this
+/// process exits, however it exits. No process ID of this one is polled, so none can be found
+/// reused. The outer shell only starts it in the background and exits at once.
+fn watch_over(pid: u32) -> Option<std::process::ChildStdin> {
+    // An asynchronous list's standard input is /dev/null, set before its own redirections: the
+    // pipe reaches it as fd 3, opened before.
+    let watchdog = format!("exec 3<&0; (read -r _ <&3; kill {pid} 2>/dev/null) &");
     let started = std::process::Command::new("sh")
         .arg("-c")
         .arg(watchdog)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
-    if !started.is_ok_and(|status| status.success()) {
-        tracing::warn!("could not start moto's watchdog: it may outlive this process");
+        .spawn();
+    let mut shell = match started {
+        Ok(shell) => shell,
+        Err(error) => {
+            tracing::warn!(%error, "could not start moto's watchdog: it may outlive this process");
+            return None;
+        }
+    };
+    // Taken before the wait, which would close it.
+    let pipe = shell.stdin.take();
+    if !shell.wait().is_ok_and(|status| status.success()) {
+        tracing::warn!("moto's watchdog did not start: it may outlive this process");
     }
+    pipe
 }
 
 async fn drain<R: tokio::io::AsyncRead + Unpin>(
