@@ -173,6 +173,9 @@ pub struct ExternalCluster {
     config: Box<kube::Config>,
     dir: PathBuf,
     temporary: bool,
+    /// Removes the temporary folder when this process exits without dropping this (a test
+    /// binary's shared stack lives in a `static`).
+    _cleanup: Option<crate::watched::OnExit>,
     keys: ClusterKeys,
 }
 
@@ -190,6 +193,9 @@ impl ExternalCluster {
             ),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let cleanup = temporary
+            .then(|| crate::watched::on_exit(r#"rm -rf -- "$1""#, &[dir.as_os_str()]))
+            .flatten();
         let mut bundle = ca.cert_pem();
         for der in config.root_cert.iter().flatten() {
             let base64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -211,6 +217,7 @@ impl ExternalCluster {
             config: Box::new(config),
             dir,
             temporary,
+            _cleanup: cleanup,
             keys,
         })
     }

@@ -11,7 +11,7 @@
 use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdin, Command, Stdio},
     time::Duration,
 };
 
@@ -103,6 +103,44 @@ impl Drop for Watched {
         self.signal("-TERM");
         self.wait();
     }
+}
+
+/// The write end of an [`on_exit`] pipe: the action runs when it is dropped, or when this
+/// process exits, however it exits.
+#[derive(Debug)]
+pub struct OnExit(#[allow(dead_code, reason = "held: closing it runs the action")] ChildStdin);
+
+/// Runs `sh -c action` (its arguments `$1`, …, from `args`) once this process is gone or the
+/// returned value is dropped, whichever comes first: what a `Drop` cannot do for a value that
+/// lives in a `static` (a test binary's shared stack), or for a process killed with SIGKILL. A
+/// detached shell waits on a pipe whose write end only the returned value holds; the kernel
+/// closes it as this process exits. None, with a warning, if the shell cannot start.
+pub fn on_exit(action: &str, args: &[&OsStr]) -> Option<OnExit> {
+    // An asynchronous list's standard input is /dev/null, set before its own redirections: the
+    // pipe reaches it as fd 3, opened before.
+    let script = format!("exec 3<&0; (read -r _ <&3; {action}) &");
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut shell = match started {
+        Ok(shell) => shell,
+        Err(error) => {
+            tracing::warn!(%error, action, "could not start an exit watchdog");
+            return None;
+        }
+    };
+    // Taken before the wait, which would close it.
+    let pipe = shell.stdin.take();
+    if !shell.wait().is_ok_and(|status| status.success()) {
+        tracing::warn!(action, "an exit watchdog did not start");
+    }
+    pipe.map(OnExit)
 }
 
 #[cfg(test)]
@@ -229,5 +267,17 @@ mod tests {
         );
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    /// The action runs when the value is dropped (as when this process exits), not before.
+    #[tokio::test]
+    async fn an_exit_action_runs_when_its_pipe_closes() {
+        let dir = Scratch::new();
+        let marker = dir.0.join("marker");
+        let guard = on_exit(r#"echo done > "$1""#, &[marker.as_os_str()]).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!marker.exists(), "not before the pipe closes");
+        drop(guard);
+        until("the action ran", || marker.exists()).await;
     }
 }

@@ -159,6 +159,9 @@ pub struct ApiServer {
     shared: Arc<Shared>,
     dir: PathBuf,
     temporary: bool,
+    /// Removes the temporary folder when this process exits without dropping this (a test
+    /// binary's shared stack lives in a `static`).
+    _cleanup: Option<crate::watched::OnExit>,
     ca_pem: String,
 }
 
@@ -183,6 +186,9 @@ impl ApiServer {
             ),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let cleanup = temporary
+            .then(|| crate::watched::on_exit(r#"rm -rf -- "$1""#, &[dir.as_os_str()]))
+            .flatten();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 store: store::Store::new(config.watch_window),
@@ -227,6 +233,7 @@ impl ApiServer {
             shared,
             dir,
             temporary,
+            _cleanup: cleanup,
             ca_pem,
         };
         std::fs::write(this.ca_path(), &this.ca_pem)

@@ -28,8 +28,8 @@ const LOG_TAIL: usize = 30;
 pub struct Moto {
     child: Child,
     url: String,
-    /// The write end of the watchdog's pipe (`watch_over`): closed, it stops moto.
-    _watchdog: Option<std::process::ChildStdin>,
+    /// Stops moto when this process exits without dropping it.
+    _watchdog: Option<crate::watched::OnExit>,
 }
 
 impl Moto {
@@ -59,7 +59,14 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
-        let watchdog = child.id().and_then(watch_over);
+        // A test binary never drops its statics, and a stack shared by a binary's tests lives
+        // in one: moto is also stopped when this process exits, however it exits.
+        let watchdog = child.id().and_then(|pid| {
+            crate::watched::on_exit(
+                r#"kill "$1" 2>/dev/null"#,
+                &[std::ffi::OsStr::new(&pid.to_string())],
+            )
+        });
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(drain(BufReader::new(out), tail.clone()));
@@ -205,38 +212,6 @@ pub(crate) async fn relay(
     }
     let bytes = upstream.bytes().await.map_err(RelayError::Unreadable)?;
     Ok((status, out, bytes))
-}
-
-/// Stops moto `pid` when this process exits without dropping it: a test binary never drops its
-/// statics, and a stack shared by a binary's tests lives in one. A detached shell waits on a
-/// pipe whose write end only this process holds (returned, to be kept with moto) and stops moto
-/// at its end of file: when the end is dropped with `Moto`, or when the kernel closes it as this
-/// process exits, however it exits. No process ID of this one is polled, so none can be found
-/// reused. The outer shell only starts it in the background and exits at once.
-fn watch_over(pid: u32) -> Option<std::process::ChildStdin> {
-    // An asynchronous list's standard input is /dev/null, set before its own redirections: the
-    // pipe reaches it as fd 3, opened before.
-    let watchdog = format!("exec 3<&0; (read -r _ <&3; kill {pid} 2>/dev/null) &");
-    let started = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(watchdog)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut shell = match started {
-        Ok(shell) => shell,
-        Err(error) => {
-            tracing::warn!(%error, "could not start moto's watchdog: it may outlive this process");
-            return None;
-        }
-    };
-    // Taken before the wait, which would close it.
-    let pipe = shell.stdin.take();
-    if !shell.wait().is_ok_and(|status| status.success()) {
-        tracing::warn!("moto's watchdog did not start: it may outlive this process");
-    }
-    pipe
 }
 
 async fn drain<R: tokio::io::AsyncRead + Unpin>(

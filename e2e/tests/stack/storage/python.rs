@@ -81,10 +81,25 @@ async fn run(script: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Resul
         .with_context(|| format!("python printed {stdout}"))
 }
 
-fn ca_file(ca: &Ca, name: &str) -> anyhow::Result<std::path::PathBuf> {
+/// The stack CA in a file for Python's `REQUESTS_CA_BUNDLE`, removed when dropped.
+struct CaFile(std::path::PathBuf);
+
+impl CaFile {
+    fn display(&self) -> std::path::Display<'_> {
+        self.0.display()
+    }
+}
+
+impl Drop for CaFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn ca_file(ca: &Ca, name: &str) -> anyhow::Result<CaFile> {
     let path = std::env::temp_dir().join(format!("passport-{name}-{}.pem", uuid::Uuid::new_v4()));
     std::fs::write(&path, ca.cert_pem())?;
-    Ok(path)
+    Ok(CaFile(path))
 }
 
 #[tokio::test]
@@ -98,8 +113,8 @@ async fn google_cloud_storage_for_python_uploads_and_reads_back() -> anyhow::Res
     )
     .await?;
     let token = super::storage_jwt(&fake, SA)?;
-    let ca_path = ca_file(&ca, "gcs")?;
-    let ca_path = ca_path.display().to_string();
+    let ca_file = ca_file(&ca, "gcs")?;
+    let ca_path = ca_file.display().to_string();
     let url = fake.storage_url();
     let got = run(
         GCS_SCRIPT,
