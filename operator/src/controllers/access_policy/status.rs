@@ -126,17 +126,15 @@ pub fn trust_pending(trust: &FederatedTrust) -> Option<String> {
     let name = trust.metadata.name.as_deref().unwrap_or_default();
     let status = trust.status.as_ref();
     let conditions = status.map_or(&[][..], |s| s.conditions.as_slice());
-    if super::super::synced_at(
-        conditions,
-        status.and_then(|s| s.observed_generation),
-        trust.metadata.generation,
-    ) {
+    let observed = status.and_then(|s| s.observed_generation);
+    let generation = trust.metadata.generation;
+    if crate::controllers::synced_at(conditions, observed, generation) {
         return None;
     }
     let synced = conditions
         .iter()
         .find(|c| c.type_ == "CloudSynced" && c.status == "False")
-        .filter(|_| status.and_then(|s| s.observed_generation) == trust.metadata.generation);
+        .filter(|_| observed == generation);
     Some(match synced {
         Some(c) => format!(
             "waiting for FederatedTrust {name}, whose cloud side is not in place: {}",
