@@ -24,6 +24,17 @@ struct Args {
     /// A folder with `tls.crt` and `tls.key` (the benchmark copies `passport run`'s own).
     #[arg(long)]
     tls_dir: PathBuf,
+    /// How the review is read: `uid` reads its UID and skips the rest (the benchmark's
+    /// baseline); `kube` reads it whole into kube's types, as kube-rs's admission example does
+    /// (a second baseline, for context).
+    #[arg(long, value_enum, default_value_t = Read::Uid)]
+    read: Read,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Read {
+    Uid,
+    Kube,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,8 +58,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .context("loading the serving certificate")?;
     let listener = webhook::listen(args.addr)?;
     eprintln!(
-        "passport-null-webhook: serving https://{}/mutate",
-        args.addr
+        "passport-null-webhook: serving https://{}/mutate (reading {:?})",
+        args.addr, args.read
     );
-    webhook::serve_https(listener, rustls, webhook::null::router()).await
+    let router = match args.read {
+        Read::Uid => webhook::null::router(),
+        Read::Kube => webhook::null::router_kube(),
+    };
+    webhook::serve_https(listener, rustls, router).await
 }

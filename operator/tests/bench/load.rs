@@ -1,4 +1,4 @@
-//! The load side of the webhook benchmark: `oha` runs against the null webhook and Passport's,
+//! The load side of the webhook benchmark: `oha` runs against the null webhooks and Passport's,
 //! each figure (fixed rates, then saturation) `rounds` times round-robin, read back from oha's
 //! per-request CSV, and the medians of the per-round ratios.
 
@@ -23,7 +23,7 @@ pub struct Oha<'a> {
     pub rounds: usize,
 }
 
-/// A server under load: `null` or `passport`.
+/// A server under load: `null`, `null-kube` or `passport`.
 pub struct Target<'a> {
     pub name: &'static str,
     pub url: &'a str,
@@ -137,13 +137,15 @@ impl Oha<'_> {
     }
 
     /// Every figure of one mode: a fixed-rate warm-up of each server, then `rounds` rounds of
-    /// each fixed rate and of saturation, null and Passport back to back (alternating which goes
-    /// first). Returns every run and, per figure, the medians and the medians of the ratios.
+    /// each fixed rate and of saturation, the servers back to back (each round starting with
+    /// the next one). Returns every run and, per figure, the medians and the medians of the
+    /// per-round ratios (`servers` are the null webhook, the kube-rs null webhook and Passport,
+    /// in that order).
     pub async fn measure(
         &self,
         pin: bool,
         rates: &[u32],
-        servers: [Target<'_>; 2],
+        servers: [Target<'_>; 3],
     ) -> (Vec<Value>, Vec<Value>) {
         let mode = if pin { "pinned" } else { "unpinned" };
         for server in &servers {
@@ -152,17 +154,16 @@ impl Oha<'_> {
         }
         let mut figures: Vec<Option<u32>> = rates.iter().copied().map(Some).collect();
         figures.push(None);
-        let mut results: Vec<Vec<[Option<Measured>; 2]>> =
-            vec![vec![[None, None]; self.rounds]; figures.len()];
+        let mut results: Vec<Vec<[Option<Measured>; 3]>> =
+            vec![vec![[None, None, None]; self.rounds]; figures.len()];
         let mut runs = Vec::new();
         #[allow(clippy::needless_range_loop)]
         // `round` indexes the inner vectors and picks the order
         for round in 0..self.rounds {
             for (f, rate) in figures.iter().enumerate() {
-                // Alternating the order keeps a drift in the machine's load from always
-                // favouring the same server.
-                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-                for i in order {
+                // Rotating the order keeps a drift in the machine's load from always favouring
+                // the same server.
+                for i in (0..servers.len()).map(|k| (k + round) % servers.len()) {
                     let server = &servers[i];
                     let figure = rate.map_or("max".to_owned(), |r| r.to_string());
                     let csv = self
@@ -187,11 +188,11 @@ impl Oha<'_> {
             .iter()
             .zip(results)
             .map(|(rate, rounds)| {
-                let pairs: Vec<[Measured; 2]> = rounds
+                let rounds: Vec<[Measured; 3]> = rounds
                     .into_iter()
-                    .map(|[n, p]| [n.unwrap(), p.unwrap()])
+                    .map(|measured| measured.map(|m| m.unwrap()))
                     .collect();
-                summarize(pin, *rate, &pairs)
+                summarize(pin, *rate, &rounds)
             })
             .collect();
         (runs, summary)
@@ -202,14 +203,29 @@ fn figure_json(rate: Option<u32>) -> Value {
     rate.map_or(Value::from("max"), Value::from)
 }
 
-/// One figure: each server's medians and the medians of Passport's per-round ratios to null.
-fn summarize(pin: bool, rate: Option<u32>, pairs: &[[Measured; 2]]) -> Value {
-    let ratio = |get: fn(&Measured) -> f64| {
-        round3(median(pairs.iter().map(|[n, p]| get(p) / get(n)).collect()))
+/// One figure: each server's medians, the medians of Passport's per-round ratios to the null
+/// webhook (`ratios`, what the targets read) and to the kube-rs null webhook
+/// (`ratiosToKubeNull`, for context).
+fn summarize(pin: bool, rate: Option<u32>, rounds: &[[Measured; 3]]) -> Value {
+    const PASSPORT: usize = 2;
+    let ratios = |base: usize| {
+        let ratio = |get: fn(&Measured) -> f64| {
+            round3(median(
+                rounds
+                    .iter()
+                    .map(|r| get(&r[PASSPORT]) / get(&r[base]))
+                    .collect(),
+            ))
+        };
+        json!({
+            "p50": ratio(|m| m.p50_us),
+            "p99": ratio(|m| m.p99_us),
+            "perSecond": ratio(|m| m.per_second),
+            "serverCpuPerRequest": ratio(|m| m.server_cpu_us_per_request),
+        })
     };
     let side = |i: usize| {
-        let med =
-            |get: fn(&Measured) -> f64| median(pairs.iter().map(|pair| get(&pair[i])).collect());
+        let med = |get: fn(&Measured) -> f64| median(rounds.iter().map(|r| get(&r[i])).collect());
         json!({
             "perSecond": med(|m| m.per_second).round(),
             "p50Us": med(|m| m.p50_us).round(),
@@ -221,15 +237,12 @@ fn summarize(pin: bool, rate: Option<u32>, pairs: &[[Measured; 2]]) -> Value {
     json!({
         "pinned": pin,
         "rate": figure_json(rate),
-        "rounds": pairs.len(),
+        "rounds": rounds.len(),
         "null": side(0),
-        "passport": side(1),
-        "ratios": {
-            "p50": ratio(|m| m.p50_us),
-            "p99": ratio(|m| m.p99_us),
-            "perSecond": ratio(|m| m.per_second),
-            "serverCpuPerRequest": ratio(|m| m.server_cpu_us_per_request),
-        },
+        "nullKube": side(1),
+        "passport": side(PASSPORT),
+        "ratios": ratios(0),
+        "ratiosToKubeNull": ratios(1),
     })
 }
 

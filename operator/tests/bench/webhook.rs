@@ -1,9 +1,12 @@
 //! The webhook's benchmark: `POST /mutate` of `passport run` side by side with the null webhook
 //! (`passport-null-webhook`: the same runtime, axum-server, rustls and certificate, a handler
-//! that allows everything with no patch), both loaded by `oha` over HTTPS keep-alive with the
-//! same AdmissionReview of a covered pod, at fixed rates and at saturation; each figure three
-//! times, round-robin with the baseline, reported as the median of the per-round ratios. Also
-//! the RSS of `passport run` as the cluster's service accounts grow.
+//! that reads the review's UID and allows everything with no patch), both loaded by `oha` over
+//! HTTPS keep-alive with the same AdmissionReview of a covered pod, at fixed rates and at
+//! saturation; each figure three times, round-robin with the baseline, reported as the median
+//! of the per-round ratios. A second null webhook (`--read kube`, reading the whole review into
+//! kube's types as kube-rs's admission example does) runs in the same rounds, for context: the
+//! targets are ratios to the first. Also the RSS of `passport run` as the cluster's service
+//! accounts grow.
 //!
 //! The benchmarked `passport run` is a second replica started here (`--identity bench-webhook`),
 //! next to the harness's leader: every replica serves the webhook from its own stores, and this
@@ -15,7 +18,7 @@
 //!
 //! `make bench` runs it at full size (`PASSPORT_BENCH=full`; oha from `.cache/oha`) and writes
 //! `bench/results/webhook.json`; `make test` runs a smoke size: a few hundred requests to each
-//! server, checking the answers (Passport's carries the AWS patch, the null webhook's none), and
+//! server, checking the answers (Passport's carries the AWS patch, the null webhooks' none), and
 //! a tiny oha run when oha is installed. Times are recorded, never asserted.
 
 use std::{
@@ -205,10 +208,12 @@ async fn start_passport(h: &Harness, pin: bool, resync: u64) -> Server {
     }
 }
 
-/// The null webhook, with `passport run`'s certificate (`tls_dir`).
+/// A null webhook, with `passport run`'s certificate (`tls_dir`), reading the review as
+/// `read` says (`uid`: the baseline; `kube`: kube-rs's types).
 async fn start_null(
     h: &Harness,
     pin: bool,
+    read: &str,
     tls_dir: &Path,
     http: &reqwest::Client,
     body: &[u8],
@@ -221,18 +226,16 @@ async fn start_null(
         addr.clone(),
         "--tls-dir".to_owned(),
         tls_dir.display().to_string(),
+        "--read".to_owned(),
+        read.to_owned(),
     ];
     let env = if pin {
         vec![("TOKIO_WORKER_THREADS".to_owned(), "1".to_owned())]
     } else {
         Vec::new()
     };
-    let name = if pin {
-        "bench-null-pinned"
-    } else {
-        "bench-null"
-    };
-    let process = spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
+    let name = format!("bench-null-{read}{}", if pin { "-pinned" } else { "" });
+    let process = spawn(&h.stack.dir(), &name, pin.then_some("0"), &bin, &args, &env);
     let url = format!("https://{addr}/mutate");
     let started = Instant::now();
     while post(http, &url, body).await.is_err() {
@@ -589,9 +592,11 @@ async fn webhook_against_a_null_webhook() {
             drop(passport);
             passport = start_passport(h, *pin, resync).await;
         }
-        let null = start_null(h, *pin, &tls_dir, &http, &body).await;
+        let null = start_null(h, *pin, "uid", &tls_dir, &http, &body).await;
+        let null_kube = start_null(h, *pin, "kube", &tls_dir, &http, &body).await;
         check_answers(&http, &passport, &body, size.checked_requests, true).await;
         check_answers(&http, &null, &body, size.checked_requests, false).await;
+        check_answers(&http, &null_kube, &body, size.checked_requests, false).await;
         let Some(path) = oha_path.as_deref() else {
             eprintln!("oha is not installed (make bench installs it): no load run");
             continue;
@@ -612,6 +617,11 @@ async fn webhook_against_a_null_webhook() {
                 name: "null",
                 url: &null.url,
                 pid: pid_of(&null.process).await,
+            },
+            load::Target {
+                name: "null-kube",
+                url: &null_kube.url,
+                pid: pid_of(&null_kube.process).await,
             },
             load::Target {
                 name: "passport",
@@ -652,7 +662,7 @@ async fn webhook_against_a_null_webhook() {
             "seconds": size.seconds,
             "droppedFirstSeconds": size.drop_seconds,
             "latency": "oha's request duration, corrected for coordinated omission at fixed rates (--latency-correction)",
-            "pinned": "passport run and the null webhook on CPU 0 with TOKIO_WORKER_THREADS=1, oha on CPU 1 with --worker-threads 1",
+            "pinned": "passport run and the null webhooks on CPU 0 with TOKIO_WORKER_THREADS=1, oha on CPU 1 with --worker-threads 1",
             "unpinned": "no taskset, every process with its default threads",
         },
         "review": {"bytes": body.len(), "containers": 2, "covered": "an AWS policy with an image condition"},
