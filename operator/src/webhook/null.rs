@@ -52,6 +52,17 @@ pub fn router() -> Router {
     Router::new().route("/mutate", post(allow))
 }
 
+/// The 400 of a body that is not an AdmissionReview.
+fn not_a_review(error: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({
+            "error": format!("the body is not an AdmissionReview: {error}")
+        })),
+    )
+        .into_response()
+}
+
 /// `POST /mutate` as kube-rs's admission example serves it: the whole review read into kube's
 /// types, answered `allowed: true` with no patch.
 pub fn router_kube() -> Router {
@@ -69,13 +80,7 @@ async fn allow_kube(body: Bytes) -> Response {
             .and_then(|review| review.try_into().map_err(|error| format!("{error}")));
     match request {
         Ok(request) => Json(AdmissionResponse::from(&request).into_review()).into_response(),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({
-                "error": format!("the body is not an AdmissionReview: {error}")
-            })),
-        )
-            .into_response(),
+        Err(error) => not_a_review(error),
     }
 }
 
@@ -90,13 +95,7 @@ async fn allow(body: Bytes) -> Response {
             },
         })
         .into_response(),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({
-                "error": format!("the body is not an AdmissionReview: {error}")
-            })),
-        )
-            .into_response(),
+        Err(error) => not_a_review(error),
     }
 }
 
@@ -108,19 +107,13 @@ mod tests {
         crate::webhook::server::tests::post_to(router(), body).await
     }
 
-    /// A whole review, as the API server sends it (the shared sample).
-    fn sample_review() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/bench/review.json"
-        ))
-        .unwrap()
-    }
-
     #[tokio::test]
     async fn the_kube_baseline_reads_the_whole_review_and_allows_it_with_no_patch() {
-        let (status, answer) =
-            crate::webhook::server::tests::post_to(router_kube(), &sample_review()).await;
+        let (status, answer) = crate::webhook::server::tests::post_to(
+            router_kube(),
+            include_str!("../../tests/bench/review.json"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
         assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
