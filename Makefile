@@ -92,7 +92,8 @@ CLUSTER_SKIPS := drills::emulator_only:: issuer::emulator_only:: real_only:: sdk
   webhook::pods_of_a_policy_get_credentials_from_the_operators_webhook \
   webhook::each_clouds_own_loader_gets_credentials_from_an_injected_pods_files \
   webhook::a_webhook_outage_refuses_pods_only_in_passport_namespaces \
-  webhook::a_certificate_near_expiry_is_renewed_and_served_without_a_restart
+  webhook::a_certificate_near_expiry_is_renewed_and_served_without_a_restart \
+  webhook::pods_of_one_template_are_answered_from_the_memo_until_their_policy_changes
 
 e2e-cluster: venv probes ## The TestCluster and operator e2e tests on the cluster of PASSPORT_E2E_KUBECONFIG (docs/development.md)
 	@[ -n "$${PASSPORT_E2E_KUBECONFIG:-}" ] || { echo "e2e-cluster: set PASSPORT_E2E_KUBECONFIG to the cluster's kubeconfig (docs/development.md#against-a-real-cluster)" >&2; exit 1; }

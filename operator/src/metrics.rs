@@ -34,6 +34,11 @@ pub struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemoLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: &'static str,
     pub reason: &'static str,
@@ -46,6 +51,7 @@ pub struct Metrics {
     durations: Family<KindLabels, Histogram>,
     errors: Family<ErrorLabels, Counter>,
     admissions: Family<DecisionLabels, Histogram>,
+    memo: Family<MemoLabels, Counter>,
 }
 
 impl Metrics {
@@ -80,6 +86,13 @@ impl Metrics {
              the time to answer them, lookups included",
             admissions.clone(),
         );
+        let memo = Family::<MemoLabels, Counter>::default();
+        registry.register(
+            "webhook_memo_lookups",
+            "Pod admissions looked up in the webhook's memo of recent decisions: hit (answered \
+             again), stale (the bindings changed: decided again) or miss",
+            memo.clone(),
+        );
         registry.register_collector(Box::new(CallsCollector(calls)));
         Self {
             registry,
@@ -87,6 +100,7 @@ impl Metrics {
             durations,
             errors,
             admissions,
+            memo,
         }
     }
 
@@ -112,6 +126,11 @@ impl Metrics {
         self.admissions
             .get_or_create(&DecisionLabels { decision })
             .observe(took.as_secs_f64());
+    }
+
+    /// Records one lookup in the webhook's memo.
+    pub fn memo(&self, result: &'static str) {
+        self.memo.get_or_create(&MemoLabels { result }).inc();
     }
 
     /// The OpenMetrics text exposition.

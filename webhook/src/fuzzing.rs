@@ -8,7 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 use passport_crds::{AccessPolicy, FederatedTrust, keys};
 
-use crate::{Admission, Bindings, Config, Decision, PolicyBinding, mutate, review};
+use crate::{
+    Admission, Bindings, Config, Decision, PolicyBinding, Request, memo::names_a_token_volume,
+    mutate, review,
+};
 
 /// A policy per cloud for service accounts `api` and `default`, one more skipped on conditions,
 /// one refusing `batch` pods on conditions, and one (`outside`) whose trust leaves the
@@ -96,12 +99,39 @@ pub fn fuzz_admission(data: &[u8]) {
         namespace: ns.to_owned(),
         ..fixed.clone()
     };
+    // Read in two steps (the object first left as text, as the server reads it to find a kept
+    // decision), the body is accepted or refused as in one.
+    let stepwise = Request::read(data).and_then(Request::admission);
+    let masked = matches!(&stepwise, Ok((_, Some(key))) if key.masked());
     let Ok(reviewed) = review(data, &|ns: &str, _: &str, _: &Pod| for_namespace(ns)) else {
+        assert!(
+            stepwise.is_err(),
+            "read in two steps, a refused body is accepted"
+        );
         return;
     };
     let Ok(admission) = Admission::parse(data) else {
         panic!("review accepted a body its own parse refuses")
     };
+    let Ok((stepwise, _)) = stepwise else {
+        panic!("read in two steps, an accepted body is refused")
+    };
+    let bindings = stepwise.subject().map_or_else(
+        || for_namespace(""),
+        |(namespace, _)| for_namespace(namespace),
+    );
+    let Ok(again) = stepwise.decide(&bindings) else {
+        panic!("read in two steps, the body gets no answer")
+    };
+    // From its memo key, the pod is the same but for its token volume's name: a decision that
+    // does not name that volume is the same (the server decides again from the body one that
+    // does).
+    if !(masked && names_a_token_volume(&again)) {
+        assert_eq!(
+            again.response, reviewed.response,
+            "read in two steps, the body gets another answer"
+        );
+    }
     assert!(reviewed.to_wire().is_ok(), "the response serialises");
     let response = &reviewed.response;
     // The raw body, when serde_json reads it as a value (it skips unknown members without

@@ -10,6 +10,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod grants;
 mod inject;
+pub mod memo;
 pub mod mutate;
 pub mod patch;
 mod pod_in;
@@ -18,6 +19,9 @@ pub mod trace;
 
 pub use bindings::{Bindings, EnvSources, PolicyBinding};
 pub use config::{CompatConfig, Config};
+pub use memo::Memo;
 pub use mutate::{Denial, Mutation, SkippedPolicy, mutate, mutate_owned, service_account};
-pub use review::{Admission, BindingsSource, Decision, Response, ReviewError, Reviewed, review};
+pub use review::{
+    Admission, BindingsSource, Decision, Request, Response, ReviewError, Reviewed, review,
+};
 pub use trace::{Outcome, Step, StepKind, Trace};

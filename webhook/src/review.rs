@@ -1,8 +1,9 @@
 //! `review`: AdmissionReview JSON in, AdmissionReview out, around `mutate`. Pure like it: the
 //! caller passes a `BindingsSource` that answers from memory. The server, which looks bindings
 //! up asynchronously, takes the same path in two steps: `Admission::parse` (the one parse),
-//! then `Admission::decide`. Malformed input is a `ReviewError` the server maps to HTTP 400,
-//! never a panic.
+//! then `Admission::decide`; with its memo, it reads the review with the pod written as its
+//! memo key (`Request`), and parses the pod only when no decision is kept for it. Malformed input
+//! is a `ReviewError` the server maps to HTTP 400, never a panic.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::GroupVersionKind;
@@ -10,6 +11,7 @@ use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::memo::PodKey;
 use crate::mutate::{Denial, Mutation, SkippedPolicy, mutate_owned, service_account};
 use crate::pod_in::PodIn;
 use crate::{Bindings, Trace};
@@ -136,13 +138,29 @@ impl Response {
     /// with nothing to say left out. Written straight into one buffer: the base64 patch, the
     /// largest part, needs no JSON escaping and is encoded in place.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        use base64::Engine as _;
+        self.to_json_for(&self.api_version, &self.uid)
+    }
+
+    /// [`Response::to_json`] as the answer to the request `uid` of version `api_version`: the
+    /// same decision, given to another pod of the same template (`crate::memo`).
+    pub fn to_json_for(&self, api_version: &str, uid: &str) -> Result<Vec<u8>, serde_json::Error> {
         let patch_len = self.patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4);
-        let mut out = Vec::with_capacity(192 + patch_len + self.uid.len() + self.message.len());
-        out.extend_from_slice(b"{\"apiVersion\":");
-        serde_json::to_writer(&mut out, &self.api_version)?;
-        out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
-        serde_json::to_writer(&mut out, &self.uid)?;
+        let mut out = Vec::with_capacity(192 + patch_len + uid.len() + self.message.len());
+        write_head(&mut out, api_version, uid)?;
+        self.write_tail(&mut out)?;
+        Ok(out)
+    }
+
+    /// The end of the response's JSON, after its UID: what does not change from one request to
+    /// another on the same decision (`crate::memo` keeps it written).
+    pub fn tail_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::new();
+        self.write_tail(&mut out)?;
+        Ok(out)
+    }
+
+    fn write_tail(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        use base64::Engine as _;
         let allowed: &[u8] = if self.allowed {
             b",\"allowed\":true"
         } else {
@@ -151,13 +169,13 @@ impl Response {
         out.extend_from_slice(allowed);
         if !self.message.is_empty() {
             out.extend_from_slice(b",\"status\":{\"message\":");
-            serde_json::to_writer(&mut out, &self.message)?;
+            serde_json::to_writer(&mut *out, &self.message)?;
             out.push(b'}');
         }
         if let Some(patch) = &self.patch {
             out.extend_from_slice(b",\"patch\":\"");
             let start = out.len();
-            out.resize(start + patch_len, 0);
+            out.resize(start + patch.len().div_ceil(3) * 4, 0);
             let written = base64::engine::general_purpose::STANDARD
                 .encode_slice(patch, &mut out[start..])
                 .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
@@ -166,11 +184,23 @@ impl Response {
         }
         if !self.warnings.is_empty() {
             out.extend_from_slice(b",\"warnings\":");
-            serde_json::to_writer(&mut out, &self.warnings)?;
+            serde_json::to_writer(&mut *out, &self.warnings)?;
         }
         out.extend_from_slice(b"}}");
-        Ok(out)
+        Ok(())
     }
+}
+
+/// The start of a response AdmissionReview's JSON, up to and with its UID.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    api_version: &str,
+    uid: &str,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut *out, api_version)?;
+    out.extend_from_slice(b",\"kind\":\"AdmissionReview\",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut *out, uid)
 }
 
 fn pod_display_name(pod: &Pod) -> String {
@@ -185,33 +215,139 @@ fn pod_display_name(pod: &Pod) -> String {
 /// built. kube's `AdmissionReview` flattens its `apiVersion` and `kind` into it
 /// (`#[serde(flatten)]`), and for that serde first buffers the whole body, the pod included,
 /// into a tree of its own: every member the pod parse (`pod_in`) skips would be read and copied
-/// anyway. The members kube's `AdmissionRequest` requires stay required here.
+/// anyway. The members kube's `AdmissionRequest` requires stay required here. `O` is the
+/// object as it is read: the pod (`PodIn`), or its text left unparsed (`Request`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
+struct ReviewIn<O> {
     api_version: String,
     #[expect(dead_code, reason = "required, not read")]
     kind: IgnoredAny,
-    request: Option<RequestIn>,
+    request: Option<RequestIn<O>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
+struct RequestIn<O> {
     uid: String,
     kind: GroupVersionKind,
-    #[expect(dead_code, reason = "required, not read")]
+    /// Required, not read.
     resource: IgnoredAny,
-    #[expect(dead_code, reason = "required, not read")]
+    /// Required, not read.
     user_info: IgnoredAny,
     operation: Operation,
     #[serde(default)]
     name: String,
     #[serde(default)]
     namespace: Option<String>,
-    object: Option<PodIn>,
+    object: Option<O>,
     #[serde(default)]
     dry_run: bool,
+}
+
+/// `body` as text: checked to be UTF-8 once, then parsed as text (from bytes, serde_json checks
+/// every string of the pod on its own, a tenth of the parse).
+fn text(body: &[u8]) -> Result<&str, ReviewError> {
+    std::str::from_utf8(body).map_err(|error| {
+        ReviewError::Parse(serde::de::Error::custom(format_args!(
+            "the body is not UTF-8: {error}"
+        )))
+    })
+}
+
+/// The request of a review, refused when there is none or it is not of a v1 Pod.
+fn pod_request<O>(parsed: ReviewIn<O>) -> Result<(String, RequestIn<O>), ReviewError> {
+    let request = parsed.request.ok_or(ReviewError::NoRequest)?;
+    let gvk = &request.kind;
+    if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
+        return Err(ReviewError::NotAPod(format!(
+            "{}/{} {}",
+            gvk.group, gvk.version, gvk.kind
+        )));
+    }
+    Ok((parsed.api_version, request))
+}
+
+impl<O> RequestIn<O> {
+    /// The same request with its object read another way.
+    fn with_object<P>(
+        self,
+        read: impl FnOnce(O) -> Result<P, ReviewError>,
+    ) -> Result<RequestIn<P>, ReviewError> {
+        let object = self.object.map(read).transpose()?;
+        Ok(RequestIn {
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            user_info: self.user_info,
+            operation: self.operation,
+            name: self.name,
+            namespace: self.namespace,
+            object,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// A pod AdmissionReview read with its object written as its memo key (`crate::memo::PodKey`)
+/// instead of parsed: what a caller needs to find an earlier decision on a pod of the same
+/// template, in the one pass over the body. [`Request::admission`] then parses the pod from
+/// its key: the admission `Admission::parse` reads from the same body, but that the name of
+/// the pod's token volume reads `kube-api-access-*` and `managedFields` are gone (no decision
+/// reads either; a decision that names the token volume is made again from the body).
+pub struct Request {
+    api_version: String,
+    request: RequestIn<PodKey>,
+}
+
+impl Request {
+    /// Reads `body`, refusing what is not an AdmissionReview of a v1 Pod.
+    pub fn read(body: &[u8]) -> Result<Self, ReviewError> {
+        let parsed: ReviewIn<PodKey> =
+            serde_json::from_str(text(body)?).map_err(ReviewError::Parse)?;
+        let (api_version, request) = pod_request(parsed)?;
+        Ok(Self {
+            api_version,
+            request,
+        })
+    }
+
+    /// The memo key of the pod of a CREATE (the only operation decided).
+    pub fn created_pod(&self) -> Option<&PodKey> {
+        let create = self.request.operation == Operation::Create;
+        self.request.object.as_ref().filter(|_| create)
+    }
+
+    /// The request's namespace, if it names one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.request.namespace.as_deref()
+    }
+
+    /// The request's `apiVersion`, echoed in the response.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// The request's UID, echoed in the response.
+    pub fn uid(&self) -> &str {
+        &self.request.uid
+    }
+
+    /// Whether the request is a dry run (`kubectl apply --dry-run=server`): persisted nowhere.
+    pub fn dry_run(&self) -> bool {
+        self.request.dry_run
+    }
+
+    /// Parses the pod from its key, and hands the key back.
+    pub fn admission(self) -> Result<(Admission, Option<PodKey>), ReviewError> {
+        let mut key = None;
+        let request = self.request.with_object(|pod| {
+            let parsed = serde_json::from_str(pod.as_str()).map_err(ReviewError::Parse);
+            key = Some(pod);
+            parsed
+        })?;
+        Ok((Admission::new(self.api_version, request)?, key))
+    }
 }
 
 /// A parsed pod AdmissionReview, between its one parse and the decision: the server looks the
@@ -241,25 +377,16 @@ impl Admission {
     /// Parses `body`, refusing what is not an AdmissionReview of a v1 Pod (and a CREATE with no
     /// pod or no namespace).
     pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
-        // The body is checked to be UTF-8 once, then parsed as text: from bytes, serde_json
-        // checks every string of the pod on its own, a tenth of the parse.
-        let text = std::str::from_utf8(body).map_err(|error| {
-            ReviewError::Parse(serde::de::Error::custom(format_args!(
-                "the body is not UTF-8: {error}"
-            )))
-        })?;
         // The pod is parsed as `mutate` reads it (`pod_in`): the rest is skipped unparsed.
-        let parsed: ReviewIn = serde_json::from_str(text).map_err(ReviewError::Parse)?;
-        let request = parsed.request.ok_or(ReviewError::NoRequest)?;
-        let gvk = &request.kind;
-        if gvk.kind != "Pod" || !gvk.group.is_empty() || gvk.version != "v1" {
-            return Err(ReviewError::NotAPod(format!(
-                "{}/{} {}",
-                gvk.group, gvk.version, gvk.kind
-            )));
-        }
+        let parsed: ReviewIn<PodIn> =
+            serde_json::from_str(text(body)?).map_err(ReviewError::Parse)?;
+        let (api_version, request) = pod_request(parsed)?;
+        Self::new(api_version, request)
+    }
+
+    fn new(api_version: String, request: RequestIn<PodIn>) -> Result<Self, ReviewError> {
         let mut admission = Self {
-            api_version: parsed.api_version,
+            api_version,
             uid: request.uid,
             operation: request.operation,
             namespace: request.namespace,

@@ -50,6 +50,11 @@ pub struct WebhookArgs {
     /// such as cert-manager, instead of managing them.
     #[arg(long, env = "PASSPORT_WEBHOOK_TLS_DIR")]
     pub webhook_tls_dir: Option<PathBuf>,
+    /// Bytes of memory for the memo of recent decisions, which answers the same pod again
+    /// (every pod of a ReplicaSet reaches admission the same) from the same bindings without
+    /// parsing it; 0 turns it off.
+    #[arg(long, env = "PASSPORT_WEBHOOK_MEMO_BYTES", default_value_t = 2 << 20)]
+    pub webhook_memo_bytes: usize,
     /// How long the one direct API read after a store miss may take, in milliseconds.
     #[arg(long, env = "PASSPORT_WEBHOOK_MISS_TIMEOUT_MS", default_value_t = 2000)]
     pub webhook_miss_timeout_ms: u64,
@@ -208,6 +213,7 @@ pub async fn serve(args: &WebhookArgs, serve: Serve) -> anyhow::Result<()> {
         lookups: lookups.clone(),
         metrics: serve.metrics.clone(),
         recorder: Some(serve.recorder.clone()),
+        memo: passport_webhook::Memo::new(args.webhook_memo_bytes),
     });
     let app = server::router(state);
     let addr = args.webhook_addr;

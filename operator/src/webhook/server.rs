@@ -1,8 +1,9 @@
 //! The webhook's HTTP handler: `POST /mutate` takes an AdmissionReview v1, looks the pod's
 //! bindings up, hands them to the pure `passport_webhook::review`, and answers with the response
-//! review (UID echoed). Malformed input gets a 400 with a JSON error, never a panic. Every
-//! decision that involved a policy writes an audit line; a policy skipped or a pod refused for
-//! its conditions also gets a Warning Event on the policy.
+//! review (UID echoed); the next pod of the same template, with the same bindings, gets the
+//! decision kept in the memo (`passport_webhook::memo`). Malformed input gets a 400 with a JSON
+//! error, never a panic. Every decision that involved a policy writes an audit line; a policy
+//! skipped or a pod refused for its conditions also gets a Warning Event on the policy.
 
 use std::{sync::Arc, time::Instant};
 
@@ -16,7 +17,9 @@ use axum::{
 };
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
-use passport_webhook::{Decision, Reviewed, Trace};
+use passport_webhook::{
+    Admission, Bindings, Decision, Memo, Request, ReviewError, Reviewed, Trace, memo,
+};
 
 use super::lookups::Lookups;
 use crate::{audit, metrics::Metrics};
@@ -27,6 +30,8 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
     /// Events about skipped policies and refused pods; None in tests without a cluster.
     pub recorder: Option<Recorder>,
+    /// Recent decisions, answering the next pod of the same template from the same bindings.
+    pub memo: Memo,
 }
 
 pub fn router(state: Arc<WebhookState>) -> Router {
@@ -45,32 +50,10 @@ fn bad_request(message: String) -> Response {
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
     let started = Instant::now();
-    // One parse; the bindings are looked up between it and the pure decision.
-    let admission = match passport_webhook::Admission::parse(&body) {
-        Ok(admission) => admission,
-        Err(error) => {
-            state.metrics.admission("invalid", started.elapsed());
-            return bad_request(error.to_string());
-        }
-    };
-    let now = jiff::Timestamp::now();
-    let bindings = match admission.subject() {
-        Some((namespace, service_account)) => {
-            state
-                .lookups
-                .bindings(namespace, service_account, now)
-                .await
-        }
-        // Not a CREATE: nothing is looked up or decided.
-        None => state.lookups.no_bindings(now),
-    };
-    // A dry run (`kubectl apply --dry-run=server`) must have no side effects (`sideEffects:
-    // None`): its decision is audited, but it publishes no Event.
-    let dry_run = admission.dry_run();
-    let reviewed = match admission.decide(&bindings) {
-        Ok(reviewed) => reviewed,
+    let answer = match answer(&state, &body).await {
+        Ok(answer) => answer,
         // Passport's own failures are its fault, not the request's.
-        Err(error) => {
+        Err(error @ ReviewError::Serialize(_)) => {
             state.metrics.admission("invalid", started.elapsed());
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,7 +61,12 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             )
                 .into_response();
         }
+        Err(error) => {
+            state.metrics.admission("invalid", started.elapsed());
+            return bad_request(error.to_string());
+        }
     };
+    let reviewed = answer.reviewed();
     let label = match &reviewed.decision {
         Decision::Ignored { .. } => "ignored",
         Decision::Admitted {
@@ -88,8 +76,8 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
         Decision::Denied(_) => "denied",
     };
     state.metrics.admission(label, started.elapsed());
-    record(&state, &reviewed, dry_run);
-    match reviewed.to_json() {
+    record(&state, reviewed, answer.uid(), answer.dry_run);
+    match answer.to_json() {
         Ok(bytes) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -104,8 +92,128 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     }
 }
 
+/// The decision answering one request, and whether the request is a dry run.
+struct Answer {
+    decided: Decided,
+    dry_run: bool,
+}
+
+enum Decided {
+    /// Decided for this request.
+    Now(Reviewed),
+    /// Decided for this request, and shared with the memo when it keeps it.
+    Kept(Arc<memo::Decided>),
+    /// Decided for an earlier request on a pod of the same template, from the same bindings.
+    Again(Arc<memo::Decided>, Request),
+}
+
+impl Answer {
+    fn reviewed(&self) -> &Reviewed {
+        match &self.decided {
+            Decided::Now(reviewed) => reviewed,
+            Decided::Kept(kept) | Decided::Again(kept, _) => &kept.reviewed,
+        }
+    }
+
+    /// The UID of the request answered.
+    fn uid(&self) -> &str {
+        match &self.decided {
+            Decided::Again(_, request) => request.uid(),
+            _ => &self.reviewed().response.uid,
+        }
+    }
+
+    /// The response AdmissionReview, for the request answered.
+    fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match &self.decided {
+            Decided::Now(reviewed) => reviewed.to_json(),
+            Decided::Kept(kept) => {
+                let response = &kept.reviewed.response;
+                kept.to_json_for(&response.api_version, &response.uid)
+            }
+            Decided::Again(kept, request) => kept.to_json_for(request.api_version(), request.uid()),
+        }
+    }
+}
+
+/// Decides on `body`: with the memo, a pod of the same template as one decided a moment ago
+/// (the same but for its token volume's name and its managed fields), with the same bindings,
+/// gets that decision again without being parsed (`passport_webhook::memo`).
+async fn answer(state: &WebhookState, body: &[u8]) -> Result<Answer, ReviewError> {
+    let now = jiff::Timestamp::now();
+    if !state.memo.enabled() {
+        // One parse; the bindings are looked up between it and the pure decision.
+        let admission = Admission::parse(body)?;
+        let dry_run = admission.dry_run();
+        let bindings = bindings(state, &admission, now).await;
+        let decided = Decided::Now(admission.decide(&bindings)?);
+        return Ok(Answer { decided, dry_run });
+    }
+    let request = Request::read(body)?;
+    // A dry run (`kubectl apply --dry-run=server`) must have no side effects (`sideEffects:
+    // None`): its decision is audited, but it publishes no Event.
+    let dry_run = request.dry_run();
+    let namespace = request.namespace().map(str::to_owned);
+    let kept = match request.created_pod() {
+        Some(key) => state.memo.get(namespace.as_deref(), key),
+        // Not a CREATE: nothing is looked up or decided.
+        None => {
+            let (admission, _) = request.admission()?;
+            let decided = Decided::Now(admission.decide(&state.lookups.no_bindings(now))?);
+            return Ok(Answer { decided, dry_run });
+        }
+    };
+    let ((admission, key), bindings) = match kept {
+        Some(kept) => {
+            let (ns, sa) = kept.subject();
+            let bindings = state.lookups.bindings(ns, sa, now).await;
+            if kept.answers(&bindings) {
+                state.metrics.memo("hit");
+                let decided = Decided::Again(kept, request);
+                return Ok(Answer { decided, dry_run });
+            }
+            // Something the decision read changed: decided again, from the bindings of now.
+            state.metrics.memo("stale");
+            (request.admission()?, bindings)
+        }
+        None => {
+            state.metrics.memo("miss");
+            let (admission, key) = request.admission()?;
+            let bindings = bindings(state, &admission, now).await;
+            ((admission, key), bindings)
+        }
+    };
+    let reviewed = admission.decide(&bindings)?;
+    let Some(key) = key.filter(|key| !(key.masked() && memo::names_a_token_volume(&reviewed)))
+    else {
+        // The decision names the token volume as the key writes it: made again from the pod as
+        // it arrived, and not kept.
+        let decided = Decided::Now(Admission::parse(body)?.decide(&bindings)?);
+        return Ok(Answer { decided, dry_run });
+    };
+    let kept = state
+        .memo
+        .keep(namespace.as_deref(), &key, &bindings, reviewed)
+        .map_err(ReviewError::Serialize)?;
+    let decided = Decided::Kept(kept);
+    Ok(Answer { decided, dry_run })
+}
+
+/// The bindings of the pod an admission creates (none for other operations).
+async fn bindings(state: &WebhookState, admission: &Admission, now: jiff::Timestamp) -> Bindings {
+    match admission.subject() {
+        Some((namespace, service_account)) => {
+            state
+                .lookups
+                .bindings(namespace, service_account, now)
+                .await
+        }
+        None => state.lookups.no_bindings(now),
+    }
+}
+
 /// The audit line and Events of a decision that involved a policy (no Events for a dry run).
-fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
+fn record(state: &WebhookState, reviewed: &Reviewed, correlation_id: &str, dry_run: bool) {
     let no_names: &[String] = &[];
     let (decision, applied, skipped, compat, trace): (_, _, Vec<&str>, _, &Trace) =
         match &reviewed.decision {
@@ -134,7 +242,7 @@ fn record(state: &WebhookState, reviewed: &Reviewed, dry_run: bool) {
             }
         };
     audit::admission(&audit::Admission {
-        correlation_id: &reviewed.response.uid,
+        correlation_id,
         namespace: &reviewed.namespace,
         pod: &reviewed.pod,
         service_account: &reviewed.service_account,

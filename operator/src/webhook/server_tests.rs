@@ -27,10 +27,15 @@ fn lookups(
 }
 
 fn state(lookups: Lookups) -> Arc<WebhookState> {
+    state_with_memo(lookups, 1 << 20)
+}
+
+fn state_with_memo(lookups: Lookups, memo_bytes: usize) -> Arc<WebhookState> {
     Arc::new(WebhookState {
         lookups,
         metrics: Arc::new(Metrics::new(crate::cloud::Calls::default())),
         recorder: None,
+        memo: passport_webhook::Memo::new(memo_bytes),
     })
 }
 
@@ -84,6 +89,16 @@ fn review(uid: &str, namespace: &str, sa: &str) -> String {
 
 #[tokio::test]
 async fn malformed_bodies_get_a_400_with_a_json_error() {
+    // Without the memo, the review is read in one pass; with it, its pod is read apart.
+    let without_memo = state_with_memo(lookups(Vec::new(), Vec::new()), 0);
+    let pod_not_an_object =
+        review("u-1", "shop", "api").replace(r#""object":{"#, r#""object":[],"unused":{"#);
+    for body in [pod_not_an_object.as_str(), "{\"request\": 5}"] {
+        for state in [state(lookups(Vec::new(), Vec::new())), without_memo.clone()] {
+            let (status, json) = post(state, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        }
+    }
     let state = state(lookups(Vec::new(), Vec::new()));
     for body in ["", "{", "[]", r#"{"kind":"AdmissionReview"}"#] {
         let (status, json) = post(state.clone(), body).await;
@@ -223,4 +238,51 @@ async fn a_dry_run_refusal_is_answered_and_audited_but_raises_no_event() {
     let (status, json) = post(state, &dry.to_string()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["response"]["allowed"], false, "{json}");
+}
+
+/// The memo answers a pod it decided a moment ago (another pod of the same ReplicaSet) as the
+/// first time, its own UID echoed; without the memo, the same answers.
+#[tokio::test]
+async fn a_repeated_pod_gets_the_same_answer_from_the_memo() {
+    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
+        "metadata: {name: aws}\nspec:\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+    )
+    .unwrap();
+    let policies: Vec<passport_crds::AccessPolicy> = [
+        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
+        "metadata: {name: pinned, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [batch]\n  aws: {}\n  conditions:\n    images: {allowedPrefixes: [docker.io/library/]}\n  enforcement: Reject\n",
+    ]
+    .iter()
+    .map(|p| serde_yaml::from_str(p).unwrap())
+    .collect();
+    let with_memo = state(lookups(policies.clone(), vec![trust.clone()]));
+    let without = state_with_memo(lookups(policies, vec![trust]), 0);
+    for (sa, allowed) in [("api", true), ("batch", false)] {
+        let mut answers = Vec::new();
+        for state in [&with_memo, &without] {
+            for uid in ["u-1", "u-2", "u-3"] {
+                let (status, json) = post(state.clone(), &review(uid, "shop", sa)).await;
+                assert_eq!(status, StatusCode::OK, "{json}");
+                assert_eq!(json["response"]["uid"], uid);
+                assert_eq!(json["response"]["allowed"], allowed, "{json}");
+                let mut response = json["response"].clone();
+                response["uid"] = serde_json::Value::Null;
+                answers.push(response);
+            }
+        }
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+        if allowed {
+            assert!(answers[0]["patch"].is_string(), "{:?}", answers[0]);
+        }
+    }
+    let metrics = with_memo.metrics.encode();
+    for line in [
+        r#"passport_webhook_memo_lookups_total{result="miss"} 2"#,
+        r#"passport_webhook_memo_lookups_total{result="hit"} 4"#,
+        r#"passport_webhook_admission_duration_seconds_count{decision="injected"} 3"#,
+        r#"passport_webhook_admission_duration_seconds_count{decision="denied"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    assert!(!without.metrics.encode().contains("memo_lookups_total{"));
 }

@@ -139,13 +139,13 @@ impl Oha<'_> {
     /// Every figure of one mode: a fixed-rate warm-up of each server, then `rounds` rounds of
     /// each fixed rate and of saturation, the servers back to back (each round starting with
     /// the next one). Returns every run and, per figure, the medians and the medians of the
-    /// per-round ratios (`servers` are the null webhook, the kube-rs null webhook and Passport,
-    /// in that order).
+    /// per-round ratios (`servers` are the null webhook, the kube-rs null webhook, Passport and
+    /// Passport without its memo, in that order).
     pub async fn measure(
         &self,
         pin: bool,
         rates: &[u32],
-        servers: [Target<'_>; 3],
+        servers: [Target<'_>; SERVERS],
     ) -> (Vec<Value>, Vec<Value>) {
         let mode = if pin { "pinned" } else { "unpinned" };
         for server in &servers {
@@ -154,8 +154,8 @@ impl Oha<'_> {
         }
         let mut figures: Vec<Option<u32>> = rates.iter().copied().map(Some).collect();
         figures.push(None);
-        let mut results: Vec<Vec<[Option<Measured>; 3]>> =
-            vec![vec![[None, None, None]; self.rounds]; figures.len()];
+        let mut results: Vec<Vec<[Option<Measured>; SERVERS]>> =
+            vec![vec![[None, None, None, None]; self.rounds]; figures.len()];
         let mut runs = Vec::new();
         #[allow(clippy::needless_range_loop)]
         // `round` indexes the inner vectors and picks the order
@@ -188,7 +188,7 @@ impl Oha<'_> {
             .iter()
             .zip(results)
             .map(|(rate, rounds)| {
-                let rounds: Vec<[Measured; 3]> = rounds
+                let rounds: Vec<[Measured; SERVERS]> = rounds
                     .into_iter()
                     .map(|measured| measured.map(|m| m.unwrap()))
                     .collect();
@@ -203,18 +203,20 @@ fn figure_json(rate: Option<u32>) -> Value {
     rate.map_or(Value::from("max"), Value::from)
 }
 
+/// How many servers each round loads.
+pub const SERVERS: usize = 4;
+
 /// One figure: each server's medians, the medians of Passport's per-round ratios to the null
 /// webhook (`ratios`, what the targets read) and to the kube-rs null webhook
-/// (`ratiosToKubeNull`, for context).
-fn summarize(pin: bool, rate: Option<u32>, rounds: &[[Measured; 3]]) -> Value {
+/// (`ratiosToKubeNull`, for context), and those of Passport without its memo to the null
+/// webhook (`ratiosWithoutMemo`: every review parsed and decided, as for pods that all differ).
+fn summarize(pin: bool, rate: Option<u32>, rounds: &[[Measured; SERVERS]]) -> Value {
     const PASSPORT: usize = 2;
-    let ratios = |base: usize| {
+    const WITHOUT_MEMO: usize = 3;
+    let ratios = |of: usize, base: usize| {
         let ratio = |get: fn(&Measured) -> f64| {
             round3(median(
-                rounds
-                    .iter()
-                    .map(|r| get(&r[PASSPORT]) / get(&r[base]))
-                    .collect(),
+                rounds.iter().map(|r| get(&r[of]) / get(&r[base])).collect(),
             ))
         };
         json!({
@@ -241,8 +243,10 @@ fn summarize(pin: bool, rate: Option<u32>, rounds: &[[Measured; 3]]) -> Value {
         "null": side(0),
         "nullKube": side(1),
         "passport": side(PASSPORT),
-        "ratios": ratios(0),
-        "ratiosToKubeNull": ratios(1),
+        "passportWithoutMemo": side(WITHOUT_MEMO),
+        "ratios": ratios(PASSPORT, 0),
+        "ratiosToKubeNull": ratios(PASSPORT, 1),
+        "ratiosWithoutMemo": ratios(WITHOUT_MEMO, 0),
     })
 }
 
@@ -277,18 +281,25 @@ fn round1(value: f64) -> f64 {
 }
 
 /// The targets of DESIGN.md section 7, from the pinned figures: p99 at 5,000/s at most 1.2x the
-/// null webhook's, saturation throughput at least 0.6x.
+/// null webhook's, saturation throughput at least 0.6x; for Passport as it ships (the
+/// benchmark's review is a ReplicaSet's pod, the same at every request, so its memo answers),
+/// and without its memo (every review parsed and decided).
 pub fn targets(summary: &[Value]) -> Value {
-    let ratio = |rate: Value, which: &str| {
+    let ratio = |rate: Value, ratios: &str, which: &str| {
         summary
             .iter()
             .find(|s| s["pinned"] == true && s["rate"] == rate)
-            .and_then(|s| s["ratios"][which].as_f64())
+            .and_then(|s| s[ratios][which].as_f64())
     };
-    let p99 = ratio(5000.into(), "p99");
-    let throughput = ratio("max".into(), "perSecond");
-    json!({
-        "p99At5000PerSecondRatio": {"value": p99, "target": "at most 1.2", "met": p99.map(|r| r <= 1.2)},
-        "maxThroughputRatio": {"value": throughput, "target": "at least 0.6", "met": throughput.map(|r| r >= 0.6)},
-    })
+    let figures = |ratios: &str| {
+        let p99 = ratio(5000.into(), ratios, "p99");
+        let throughput = ratio("max".into(), ratios, "perSecond");
+        json!({
+            "p99At5000PerSecondRatio": {"value": p99, "target": "at most 1.2", "met": p99.map(|r| r <= 1.2)},
+            "maxThroughputRatio": {"value": throughput, "target": "at least 0.6", "met": throughput.map(|r| r >= 0.6)},
+        })
+    };
+    let mut targets = figures("ratios");
+    targets["withoutMemo"] = figures("ratiosWithoutMemo");
+    targets
 }

@@ -151,11 +151,18 @@ fn free_addr() -> String {
 struct Server {
     process: Watched,
     url: String,
+    /// A `passport run` replica's `/metrics`.
+    metrics: Option<String>,
 }
 
 /// A `passport run` replica serving the webhook (not leading: the harness's operator holds the
 /// Lease), ready once its stores are filled.
 async fn start_passport(h: &Harness, pin: bool, resync: u64) -> Server {
+    start_passport_with(h, pin, resync, true).await
+}
+
+/// [`start_passport`], with or without the webhook's memo of recent decisions.
+async fn start_passport_with(h: &Harness, pin: bool, resync: u64, memo: bool) -> Server {
     let (health, addr) = (free_addr(), free_addr());
     let bin =
         std::env::var("PASSPORT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_passport").to_owned());
@@ -176,14 +183,19 @@ async fn start_passport(h: &Harness, pin: bool, resync: u64) -> Server {
     ]
     .map(str::to_owned)
     .into();
+    let mut args = args;
+    if !memo {
+        args.extend(["--webhook-memo-bytes".to_owned(), "0".to_owned()]);
+    }
     let mut env = h.env.clone();
     if pin {
         env.push(("TOKIO_WORKER_THREADS".to_owned(), "1".to_owned()));
     }
-    let name = if pin {
-        "bench-passport-pinned"
-    } else {
-        "bench-passport"
+    let name = match (pin, memo) {
+        (true, true) => "bench-passport-pinned",
+        (false, true) => "bench-passport",
+        (true, false) => "bench-passport-pinned-without-memo",
+        (false, false) => "bench-passport-without-memo",
     };
     let process = spawn(&h.stack.dir(), name, pin.then_some("0"), &bin, &args, &env);
     let ready = format!("http://{health}/readyz");
@@ -205,6 +217,7 @@ async fn start_passport(h: &Harness, pin: bool, resync: u64) -> Server {
     Server {
         process,
         url: format!("https://{addr}/mutate"),
+        metrics: Some(format!("http://{health}/metrics")),
     }
 }
 
@@ -245,7 +258,11 @@ async fn start_null(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Server { process, url }
+    Server {
+        process,
+        url,
+        metrics: None,
+    }
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &[u8]) -> reqwest::Result<(u16, Value)> {
@@ -286,6 +303,21 @@ async fn check_answers(
             other => panic!("patch {other:?} from {}: {answer}", server.url),
         }
     }
+}
+
+/// The lookups in a replica's memo of recent decisions, by result (`hit`, `stale`, `miss`).
+async fn memo_lookups(server: &Server) -> Value {
+    let url = server.metrics.as_deref().unwrap();
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let mut lookups = json!({"hit": 0, "stale": 0, "miss": 0});
+    for (result, count) in text.lines().filter_map(|line| {
+        let rest = line.strip_prefix("passport_webhook_memo_lookups_total{result=\"")?;
+        let (result, count) = rest.split_once("\"} ")?;
+        Some((result.to_owned(), count.parse::<u64>().ok()?))
+    }) {
+        lookups[result] = count.into();
+    }
+    lookups
 }
 
 /// The UID of `review.json`.
@@ -594,7 +626,15 @@ async fn webhook_against_a_null_webhook() {
         }
         let null = start_null(h, *pin, "uid", &tls_dir, &http, &body).await;
         let null_kube = start_null(h, *pin, "kube", &tls_dir, &http, &body).await;
+        let without_memo = start_passport_with(h, *pin, resync, false).await;
         check_answers(&http, &passport, &body, size.checked_requests, true).await;
+        check_answers(&http, &without_memo, &body, size.checked_requests, true).await;
+        // The memo answers as a fresh decision would.
+        let (with, without) = (
+            post(&http, &passport.url, &body).await.unwrap(),
+            post(&http, &without_memo.url, &body).await.unwrap(),
+        );
+        assert_eq!(with, without, "Passport with and without its memo");
         check_answers(&http, &null, &body, size.checked_requests, false).await;
         check_answers(&http, &null_kube, &body, size.checked_requests, false).await;
         let Some(path) = oha_path.as_deref() else {
@@ -628,6 +668,11 @@ async fn webhook_against_a_null_webhook() {
                 url: &passport.url,
                 pid: replica,
             },
+            load::Target {
+                name: "passport-without-memo",
+                url: &without_memo.url,
+                pid: pid_of(&without_memo.process).await,
+            },
         ];
         let (mode_runs, mode_summary) = oha.measure(*pin, rates, servers).await;
         runs.extend(mode_runs);
@@ -636,6 +681,7 @@ async fn webhook_against_a_null_webhook() {
             "pinned": pin,
             "replicaRssMiB": rss(replica),
             "replicaPeakRssMiB": mib(proc_status_kib(replica, "VmHWM:")),
+            "memoLookups": memo_lookups(&passport).await,
         }));
     }
     drop(passport);

@@ -13,7 +13,7 @@ use crate::{
     aws::{TRUST_LABEL, trust_yaml},
     harness::{
         CLUSTER, OPERATOR_NAMESPACE, WEBHOOK_CONFIGURATION, apply_policy, apply_trust, eventually,
-        harness, policy_ready, trust_condition, wait_policy, wait_trust,
+        harness, metric_sum, policy_ready, trust_condition, wait_policy, wait_trust,
     },
 };
 
@@ -469,4 +469,108 @@ async fn pods_that_predate_their_policy_are_counted_and_their_owner_named() {
             })
     })
     .await;
+}
+
+/// Pods of one template (a ReplicaSet's: `generateName` and the same spec) reach admission as
+/// the same bytes, on the real API server as on the emulator (both name a pod after mutating
+/// admission): the webhook answers them from its memo, and sees a change of their policy at
+/// the next pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_of_one_template_are_answered_from_the_memo_until_their_policy_changes() {
+    let h = harness();
+    let _shared = h.shared().await;
+    let client = h.client().await;
+    register(&client).await;
+    let ns = aws_namespace(&client, "memo", &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    injected_pod(&pods, "warm", "api")
+        .await
+        .unwrap_or_else(|| panic!("no pod was injected\n{}", h.operator_log()));
+    let template: Pod = serde_json::from_value(json!({
+        "metadata": {"generateName": "api-", "labels": {"app": "api"}},
+        "spec": {"serviceAccountName": "api", "containers": [{"name": "app", "image": "registry.example.com/app:1"}]}
+    }))
+    .unwrap();
+    let series =
+        |result: &str| format!("passport_webhook_memo_lookups_total{{result=\"{result}\"}}");
+    let (hits, stale) = (series("hit"), series("stale"));
+    let hits_before = metric_sum(&h.metrics_url, &hits).await;
+    let (mut created, mut token_volumes) = (Vec::new(), std::collections::BTreeSet::new());
+    // A status write of the policy (its controller's) between two pods makes the next one
+    // stale rather than a hit: a few more pods than two leave room for that.
+    for _ in 0..8 {
+        let pod = pods
+            .create(&PostParams::default(), &template)
+            .await
+            .unwrap();
+        assert!(
+            env(&pod, "AWS_ROLE_ARN").is_some(),
+            "{:?}",
+            pod.spec.as_ref().map(|s| &s.containers[0].env)
+        );
+        let token_volume = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .and_then(|v| v.iter().find(|v| v.name.starts_with("kube-api-access-")))
+            .map(|v| v.name.clone());
+        token_volumes.insert(token_volume.unwrap_or_else(|| panic!("no token volume: {pod:?}")));
+        created.push(pod.name_any());
+        if metric_sum(&h.metrics_url, &hits).await >= hits_before + 2.0 {
+            break;
+        }
+    }
+    assert!(
+        metric_sum(&h.metrics_url, &hits).await >= hits_before + 2.0,
+        "pods {created:?} were all decided afresh: {}",
+        reqwest::get(&h.metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memo"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Each pod had a token volume of its own name (the API server's ServiceAccount admission
+    // names it, before the webhook): the memo's key leaves the name out.
+    assert_eq!(token_volumes.len(), created.len(), "{token_volumes:?}");
+    // Each pod has its own audit line, with its own request's UID.
+    let audit = h.audit();
+    let ids: std::collections::BTreeSet<&str> = audit
+        .iter()
+        .filter(|l| {
+            l["message"] == "admission" && l["namespace"] == ns.as_str() && l["pod"] == "api-*"
+        })
+        .filter_map(|l| l["correlation_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), created.len(), "{audit:?}");
+
+    // The policy now refuses images outside docker.io: the next pod of the template is
+    // refused, once the webhook's store has the change.
+    let trust = Api::<passport_crds::AccessPolicy>::namespaced(client.clone(), &ns)
+        .get("api")
+        .await
+        .unwrap()
+        .spec
+        .trust_ref
+        .name;
+    let stale_before = metric_sum(&h.metrics_url, &stale).await;
+    apply_policy(
+        &client,
+        &ns,
+        &format!(
+            "metadata: {{name: api}}\nspec:\n  trustRef: {{name: {trust}}}\n  serviceAccounts: [api]\n  aws: {{}}\n  enforcement: Reject\n  conditions:\n    images: {{allowedPrefixes: [docker.io/]}}\n"
+        ),
+    )
+    .await;
+    eventually("the template's next pod refused", || async {
+        pods.create(&PostParams::default(), &template)
+            .await
+            .is_err_and(|e| e.to_string().contains("condition images failed"))
+    })
+    .await;
+    assert!(metric_sum(&h.metrics_url, &stale).await > stale_before);
 }
