@@ -16,6 +16,10 @@
 //! service-account annotations, env sources and configuration. Bindings with a schedule
 //! condition depend on the time and are never kept. The memo holds at most `budget` bytes
 //! (keys and patches, roughly) and is emptied when full.
+//!
+//! The server reads the key in the review's one pass (`Request::read`) and, when no decision is
+//! kept for it, parses the pod from the key: the pod but for the two parts. A decision on it
+//! that names the token volume (as `kube-api-access-*`) is made again from the review itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

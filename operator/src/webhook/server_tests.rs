@@ -286,3 +286,38 @@ async fn a_repeated_pod_gets_the_same_answer_from_the_memo() {
     }
     assert!(!without.metrics.encode().contains("memo_lookups_total{"));
 }
+
+/// A decision that names the pod's token volume (a container mounts it where Passport mounts the
+/// AWS token) is made from the review as it arrived, never from the memo's key, and not kept:
+/// its trace names the pod's own volume.
+#[tokio::test]
+async fn a_decision_that_names_the_token_volume_is_made_from_the_review_itself() {
+    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
+        "metadata: {name: aws}\nspec:\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+    )
+    .unwrap();
+    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
+        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
+    )
+    .unwrap();
+    let state = state(lookups(vec![policy], vec![trust]));
+    let mut body: serde_json::Value = serde_json::from_str(&review("u-1", "shop", "api")).unwrap();
+    let pod = &mut body["request"]["object"];
+    pod["spec"]["volumes"] = serde_json::json!([{"name": "kube-api-access-x7k2p", "emptyDir": {}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{
+        "name": "kube-api-access-x7k2p",
+        "mountPath": passport_webhook::grants::paths::AWS_MOUNT,
+    }]);
+    let body = body.to_string();
+    for _ in 0..2 {
+        let answer = answer(&state, body.as_bytes()).await.unwrap();
+        let Decision::Admitted { trace, .. } = &answer.reviewed().decision else {
+            panic!("{:?}", answer.reviewed().decision)
+        };
+        let text = trace.text();
+        assert!(text.contains("kube-api-access-x7k2p"), "{text}");
+        assert!(!text.contains("kube-api-access-*"), "{text}");
+        assert!(matches!(answer.decided, Decided::Now(_)));
+    }
+    assert!(state.memo.is_empty());
+}
