@@ -29,7 +29,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::value::RawValue;
 
 use crate::bindings::{Bindings, PolicyBinding};
-use crate::review::{Decision, ReviewError, Reviewed};
+use crate::review::{Decision, Reviewed};
 
 /// The memo's key of a pod: its JSON text as it arrived, without `metadata.managedFields`, and
 /// with the name of the API server's token volume (`kube-api-access-xxxxx`) in `spec.volumes`
@@ -58,11 +58,6 @@ fn is_token_volume(name: &str) -> bool {
 const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
 
 impl PodKey {
-    /// The key of `pod`, a CREATE's object as the text it arrived as.
-    pub fn of(pod: &str) -> Result<Self, ReviewError> {
-        serde_json::from_str(pod).map_err(ReviewError::Parse)
-    }
-
     /// Whether the name of a token volume was left out (then a decision that names one is not
     /// that of the pod as it arrived).
     pub fn masked(&self) -> bool {
@@ -591,7 +586,9 @@ mod tests {
     }
 
     fn key(pod: &serde_json::Value) -> String {
-        PodKey::of(&pod.to_string()).unwrap().text
+        serde_json::from_str::<PodKey>(&pod.to_string())
+            .unwrap()
+            .text
     }
 
     /// Pods of one template have one key; any other difference is another key.
@@ -673,8 +670,8 @@ mod tests {
         ] {
             assert!(differs(change), "{what}");
         }
-        assert!(PodKey::of("{\"spec\": [").is_err());
-        assert!(PodKey::of("{} {}").is_err());
+        assert!(serde_json::from_str::<PodKey>("{\"spec\": [").is_err());
+        assert!(serde_json::from_str::<PodKey>("{} {}").is_err());
     }
 
     /// The next pod of the template, with its own token volume's name and time, gets from the

@@ -26,6 +26,22 @@ fn lookups(
     )
 }
 
+/// The AWS trust of the tests, admitting every namespace.
+fn aws_trust() -> passport_crds::FederatedTrust {
+    serde_yaml::from_str(
+        "metadata: {name: aws}\nspec:\n  issuer: {url: 'https://oidc.example.com'}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
+    )
+    .unwrap()
+}
+
+/// Policy `shop/api` of service account `api` on that trust, with `extra` lines of its spec.
+fn api_policy(extra: &str) -> passport_crds::AccessPolicy {
+    serde_yaml::from_str(&format!(
+        "metadata: {{name: api, namespace: shop}}\nspec:\n  trustRef: {{name: aws}}\n  serviceAccounts: [api]\n  aws: {{roleName: shop-api}}\n{extra}"
+    ))
+    .unwrap()
+}
+
 fn state(lookups: Lookups) -> Arc<WebhookState> {
     state_with_memo(lookups, 1 << 20)
 }
@@ -119,14 +135,8 @@ async fn malformed_bodies_get_a_400_with_a_json_error() {
 
 #[tokio::test]
 async fn a_pod_with_a_policy_gets_its_patch_and_its_uid_back() {
-    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
-        "metadata: {name: aws}\nspec:\n  issuer: {url: 'https://oidc.example.com'}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
-    )
-    .unwrap();
-    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
-        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
-    )
-    .unwrap();
+    let trust = aws_trust();
+    let policy = api_policy("");
     let state = state(lookups(vec![policy], vec![trust]));
     let (status, json) = post(state.clone(), &review("u-1", "shop", "api")).await;
     assert_eq!(status, StatusCode::OK, "{json}");
@@ -196,14 +206,10 @@ async fn a_delete_is_admitted_untouched_without_an_object() {
 
 #[tokio::test]
 async fn a_dry_run_refusal_is_answered_and_audited_but_raises_no_event() {
-    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
-        "metadata: {name: aws}\nspec:\n  issuer: {url: 'https://oidc.example.com'}\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
-    )
-    .unwrap();
-    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
-        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n  conditions:\n    images: {allowedPrefixes: [docker.io/library/]}\n  enforcement: Reject\n",
-    )
-    .unwrap();
+    let trust = aws_trust();
+    let policy = api_policy(
+        "  conditions:\n    images: {allowedPrefixes: [docker.io/library/]}\n  enforcement: Reject\n",
+    );
     let lookups = lookups(vec![policy], vec![trust]);
     let bindings = lookups
         .bindings("shop", "api", jiff::Timestamp::now())
@@ -244,10 +250,7 @@ async fn a_dry_run_refusal_is_answered_and_audited_but_raises_no_event() {
 /// first time, its own UID echoed; without the memo, the same answers.
 #[tokio::test]
 async fn a_repeated_pod_gets_the_same_answer_from_the_memo() {
-    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
-        "metadata: {name: aws}\nspec:\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
-    )
-    .unwrap();
+    let trust = aws_trust();
     let policies: Vec<passport_crds::AccessPolicy> = [
         "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
         "metadata: {name: pinned, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [batch]\n  aws: {}\n  conditions:\n    images: {allowedPrefixes: [docker.io/library/]}\n  enforcement: Reject\n",
@@ -292,14 +295,8 @@ async fn a_repeated_pod_gets_the_same_answer_from_the_memo() {
 /// its trace names the pod's own volume.
 #[tokio::test]
 async fn a_decision_that_names_the_token_volume_is_made_from_the_review_itself() {
-    let trust: passport_crds::FederatedTrust = serde_yaml::from_str(
-        "metadata: {name: aws}\nspec:\n  aws: {accountId: '123456789012'}\n  namespaceSelector: {}\n",
-    )
-    .unwrap();
-    let policy: passport_crds::AccessPolicy = serde_yaml::from_str(
-        "metadata: {name: api, namespace: shop}\nspec:\n  trustRef: {name: aws}\n  serviceAccounts: [api]\n  aws: {roleName: shop-api}\n",
-    )
-    .unwrap();
+    let trust = aws_trust();
+    let policy = api_policy("");
     let state = state(lookups(vec![policy], vec![trust]));
     let mut body: serde_json::Value = serde_json::from_str(&review("u-1", "shop", "api")).unwrap();
     let pod = &mut body["request"]["object"];
