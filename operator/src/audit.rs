@@ -282,9 +282,26 @@ pub struct Admission<'a> {
     #[serde(serialize_with = "comma_separated")]
     pub compat: &'a [String],
     /// As `passport mutate --explain` words it.
-    #[serde(serialize_with = "as_text")]
-    pub trace: &'a Trace,
+    pub trace: TraceText<'a>,
     pub dry_run: bool,
+}
+
+/// The trace of an admission line: the steps, worded as the line is written, or their words
+/// already written as a JSON string (a decision of the webhook's memo, which answers many
+/// requests with one trace).
+#[derive(Clone, Copy)]
+pub enum TraceText<'a> {
+    Steps(&'a Trace),
+    Json(&'a serde_json::value::RawValue),
+}
+
+impl Serialize for TraceText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TraceText::Steps(trace) => serializer.serialize_str(&trace.text()),
+            TraceText::Json(text) => text.serialize(serializer),
+        }
+    }
 }
 
 fn comma_separated<S: serde::Serializer, T: Display>(
@@ -292,10 +309,6 @@ fn comma_separated<S: serde::Serializer, T: Display>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&Joined(items, ","))
-}
-
-fn as_text<S: serde::Serializer>(trace: &&Trace, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&trace.text())
 }
 
 fn admission_line<'a>(admission: &'a Admission<'a>) -> Line<'a, &'a Admission<'a>> {
@@ -439,11 +452,12 @@ mod tests {
             applied: &applied,
             skipped: &["payments/night-only"],
             compat: &[],
-            trace: &trace,
+            trace: TraceText::Steps(&trace),
             dry_run: false,
         };
+        let bytes = render(&admission_line(&line)).unwrap();
         let value = framed(
-            &render(&admission_line(&line)).unwrap(),
+            &bytes,
             &[
                 "correlation_id",
                 "namespace",
@@ -470,5 +484,18 @@ mod tests {
             "the trace as --explain words it"
         );
         assert_eq!(value["dry_run"], false);
+
+        // A memo decision's trace, written once, gives the same line but for its time.
+        let written = serde_json::value::to_raw_value(&trace.text()).unwrap();
+        let again = render(&admission_line(&Admission {
+            trace: TraceText::Json(&written),
+            ..line
+        }))
+        .unwrap();
+        let after_time = |bytes: &[u8]| {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            text[text.find("\"level\"").unwrap()..].to_owned()
+        };
+        assert_eq!(after_time(&again), after_time(&bytes));
     }
 }

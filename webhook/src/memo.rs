@@ -298,17 +298,22 @@ impl<'de> Visitor<'de> for Write<'_> {
 pub fn names_a_token_volume(reviewed: &Reviewed) -> bool {
     let response = &reviewed.response;
     let says = |text: &str| text.contains(TOKEN_VOLUME_PREFIX);
-    let trace = match &reviewed.decision {
-        Decision::Admitted { trace, .. } => Some(trace),
-        Decision::Denied(denial) => Some(&denial.trace),
-        Decision::Ignored { .. } => None,
-    };
+    let trace = trace_of(reviewed);
     response.patch.as_deref().is_some_and(|p| {
         p.windows(TOKEN_VOLUME_PREFIX.len())
             .any(|w| w == TOKEN_VOLUME_PREFIX.as_bytes())
     }) || says(&response.message)
         || response.warnings.iter().any(|w| says(w))
         || trace.is_some_and(|t| t.steps.iter().any(|s| says(&s.message)))
+}
+
+/// The trace of a decision; None for an ignored pod.
+fn trace_of(reviewed: &Reviewed) -> Option<&crate::Trace> {
+    match &reviewed.decision {
+        Decision::Admitted { trace, .. } => Some(trace),
+        Decision::Denied(denial) => Some(&denial.trace),
+        Decision::Ignored { .. } => None,
+    }
 }
 
 /// The recent decisions, by pod text.
@@ -334,6 +339,9 @@ pub struct Decided {
     pub reviewed: Reviewed,
     /// The response's JSON after its UID (`Response::tail_json`).
     tail: Vec<u8>,
+    /// The decision trace's text as a JSON string (`Trace::text`, escaped), for the audit line
+    /// of each request it answers; None for an ignored pod, which has no trace.
+    trace_json: Option<Box<RawValue>>,
 }
 
 /// Everything of `Bindings` that `mutate` reads, but the time.
@@ -393,6 +401,13 @@ impl Decided {
         crate::review::write_head(&mut out, api_version, uid)?;
         out.extend_from_slice(&self.tail);
         Ok(out)
+    }
+
+    /// The decision trace's text (`Trace::text`) as a JSON string, written once: what the
+    /// audit line of every request this decision answers carries. None when the pod was
+    /// ignored (no trace).
+    pub fn trace_json(&self) -> Option<&RawValue> {
+        self.trace_json.as_deref()
     }
 
     /// The namespace and service account of the pod: whose bindings to look up.
@@ -457,10 +472,14 @@ impl Memo {
         reviewed: Reviewed,
     ) -> Result<Arc<Decided>, serde_json::Error> {
         let pod = key.as_str();
+        let trace_json = trace_of(&reviewed)
+            .map(|trace| serde_json::value::to_raw_value(&trace.text()))
+            .transpose()?;
         let decided = Arc::new(Decided {
             request_namespace: namespace.map(str::to_owned),
             inputs: Inputs::of(bindings),
             tail: reviewed.response.tail_json()?,
+            trace_json,
             reviewed,
         });
         let size = decided.size(pod);
@@ -703,6 +722,13 @@ mod tests {
             String::from_utf8(fresh.to_json().unwrap()).unwrap()
         );
         assert_eq!(kept.reviewed.decision, fresh.decision);
+        // Its trace, written once for the audit lines, says what a fresh decision's says.
+        let crate::Decision::Admitted { trace, .. } = &fresh.decision else {
+            panic!("not admitted: {:?}", fresh.decision);
+        };
+        assert!(!trace.steps.is_empty());
+        let written: String = serde_json::from_str(kept.trace_json().unwrap().get()).unwrap();
+        assert_eq!(written, trace.text());
     }
 
     /// A decision that names the pod's token volume (here: mounted where Passport mounts the AWS

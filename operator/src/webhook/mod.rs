@@ -246,6 +246,10 @@ pub async fn serve_https(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     axum_server::from_tcp_rustls(listener, rustls)?
+        // A response is written as soon as it is ready, not held back by Nagle's algorithm
+        // until the client acknowledges the request's last segment (the API server's Go
+        // client sets the same on its side).
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
         .serve(app.into_make_service())
         .await
         .with_context(|| format!("serving the webhook on {addr}"))

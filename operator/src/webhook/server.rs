@@ -76,7 +76,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
         Decision::Denied(_) => "denied",
     };
     state.metrics.admission(label, started.elapsed());
-    record(&state, reviewed, answer.uid(), answer.dry_run);
+    record(
+        &state,
+        reviewed,
+        answer.trace_json(),
+        answer.uid(),
+        answer.dry_run,
+    );
     match answer.to_json() {
         Ok(bytes) => (
             StatusCode::OK,
@@ -112,6 +118,15 @@ impl Answer {
         match &self.decided {
             Decided::Now(reviewed) => reviewed,
             Decided::Kept(kept) | Decided::Again(kept, _) => &kept.reviewed,
+        }
+    }
+
+    /// The decision's trace already written as JSON: a memo decision's, for every request it
+    /// answers.
+    fn trace_json(&self) -> Option<&serde_json::value::RawValue> {
+        match &self.decided {
+            Decided::Now(_) => None,
+            Decided::Kept(kept) | Decided::Again(kept, _) => kept.trace_json(),
         }
     }
 
@@ -212,8 +227,15 @@ async fn bindings(state: &WebhookState, admission: &Admission, now: jiff::Timest
     }
 }
 
-/// The audit line and Events of a decision that involved a policy (no Events for a dry run).
-fn record(state: &WebhookState, reviewed: &Reviewed, correlation_id: &str, dry_run: bool) {
+/// The audit line and Events of a decision that involved a policy (no Events for a dry run);
+/// `trace_json`, when given, is its trace already written.
+fn record(
+    state: &WebhookState,
+    reviewed: &Reviewed,
+    trace_json: Option<&serde_json::value::RawValue>,
+    correlation_id: &str,
+    dry_run: bool,
+) {
     let no_names: &[String] = &[];
     let (decision, applied, skipped, compat, trace): (_, _, Vec<&str>, _, &Trace) =
         match &reviewed.decision {
@@ -250,7 +272,7 @@ fn record(state: &WebhookState, reviewed: &Reviewed, correlation_id: &str, dry_r
         applied,
         skipped: &skipped,
         compat,
-        trace,
+        trace: trace_json.map_or(audit::TraceText::Steps(trace), audit::TraceText::Json),
         dry_run,
     });
     let Some(recorder) = state.recorder.clone() else {

@@ -537,16 +537,29 @@ async fn pods_of_one_template_are_answered_from_the_memo_until_their_policy_chan
     // Each pod had a token volume of its own name (the API server's ServiceAccount admission
     // names it, before the webhook): the memo's key leaves the name out.
     assert_eq!(token_volumes.len(), created.len(), "{token_volumes:?}");
-    // Each pod has its own audit line, with its own request's UID.
+    // Each pod has its own audit line, with its own request's UID, and the trace of the one
+    // decision: the first pod's, written afresh, and the others', written by the memo.
     let audit = h.audit();
-    let ids: std::collections::BTreeSet<&str> = audit
+    let lines: Vec<&serde_json::Value> = audit
         .iter()
         .filter(|l| {
             l["message"] == "admission" && l["namespace"] == ns.as_str() && l["pod"] == "api-*"
         })
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = lines
+        .iter()
         .filter_map(|l| l["correlation_id"].as_str())
         .collect();
     assert_eq!(ids.len(), created.len(), "{audit:?}");
+    let traces: std::collections::BTreeSet<&str> =
+        lines.iter().filter_map(|l| l["trace"].as_str()).collect();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert!(
+        traces
+            .iter()
+            .all(|t| t.contains("names service account api")),
+        "{traces:?}"
+    );
 
     // The policy now refuses images outside docker.io: the next pod of the template is
     // refused, once the webhook's store has the change.
