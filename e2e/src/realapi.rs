@@ -24,7 +24,8 @@ pub const BINARY_ENV: &str = "PASSPORT_KUBE_BIN";
 /// The Kubernetes release `e2e/kube/go.mod` builds.
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a start waits for the API server to be ready before it gives up with the log's tail.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How to run the real API server.

@@ -67,8 +67,14 @@ async fn passport_stack_serves_every_emulator_and_stops_on_ctrl_c() {
     };
     let child = &mut guard.child;
 
+    // The stack writes stack.env once every emulator answers; the real API server may take as
+    // long as the stack itself waits for it on a loaded machine (CI runs the other tests beside).
     let env_file = dir.join("stack.env");
-    wait_for("stack.env", Duration::from_secs(60), || {
+    let patience = passport_e2e::realapi::READY_TIMEOUT + Duration::from_secs(60);
+    wait_for("stack.env", patience, || {
+        if let Ok(Some(exit)) = child.try_wait() {
+            panic!("passport-stack exited ({exit}) before it wrote stack.env");
+        }
         std::fs::metadata(&env_file).is_ok_and(|m| m.len() > 0)
     });
     let env = parse_env(&std::fs::read_to_string(&env_file).unwrap());
