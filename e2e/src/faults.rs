@@ -54,6 +54,14 @@ impl Faults {
         *self.outage_lock() = Some((Instant::now() + duration, status));
     }
 
+    /// An outage as [`Faults::fail_for`] makes, that also ends when the returned guard is
+    /// dropped: a test that fails during it leaves no outage behind for the next test of a
+    /// shared stack.
+    pub fn outage(&self, duration: Duration, status: StatusCode) -> Outage {
+        self.fail_for(duration, status);
+        Outage(self.clone())
+    }
+
     /// Whether an outage is under way.
     pub fn in_outage(&self) -> bool {
         self.outage_lock()
@@ -92,6 +100,17 @@ impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Fault>> {
         // A poisoned queue only means a test thread panicked mid-push; the data is still usable.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends the outage of [`Faults::outage`] when dropped (queued faults stay queued).
+#[must_use = "the outage ends when this guard is dropped"]
+#[derive(Debug)]
+pub struct Outage(Faults);
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        *self.0.outage_lock() = None;
     }
 }
 
@@ -223,6 +242,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(faults.take(), None);
         assert!(!faults.in_outage());
+    }
+
+    #[test]
+    fn an_outage_guard_ends_the_outage_when_dropped_and_keeps_the_queue() {
+        let faults = Faults::default();
+        faults.fail_next(1, StatusCode::TOO_MANY_REQUESTS);
+        let outage = faults.outage(Duration::from_secs(600), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(faults.in_outage());
+        drop(outage);
+        assert!(!faults.in_outage());
+        assert_eq!(
+            faults.take(),
+            Some(Fault::Status(StatusCode::TOO_MANY_REQUESTS))
+        );
     }
 
     #[test]

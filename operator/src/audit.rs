@@ -493,7 +493,7 @@ mod tests {
         }))
         .unwrap();
         let after_time = |bytes: &[u8]| {
-            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            let text = std::str::from_utf8(bytes).unwrap();
             text[text.find("\"level\"").unwrap()..].to_owned()
         };
         assert_eq!(after_time(&again), after_time(&bytes));

@@ -76,13 +76,7 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
         Decision::Denied(_) => "denied",
     };
     state.metrics.admission(label, started.elapsed());
-    record(
-        &state,
-        reviewed,
-        answer.trace_json(),
-        answer.uid(),
-        answer.dry_run,
-    );
+    record(&state, &answer);
     match answer.to_json() {
         Ok(bytes) => (
             StatusCode::OK,
@@ -227,15 +221,11 @@ async fn bindings(state: &WebhookState, admission: &Admission, now: jiff::Timest
     }
 }
 
-/// The audit line and Events of a decision that involved a policy (no Events for a dry run);
-/// `trace_json`, when given, is its trace already written.
-fn record(
-    state: &WebhookState,
-    reviewed: &Reviewed,
-    trace_json: Option<&serde_json::value::RawValue>,
-    correlation_id: &str,
-    dry_run: bool,
-) {
+/// The audit line and Events of the decision of an answer that involved a policy (no Events
+/// for a dry run), its correlation ID the UID of the request answered.
+fn record(state: &WebhookState, answer: &Answer) {
+    let reviewed = answer.reviewed();
+    let dry_run = answer.dry_run;
     let no_names: &[String] = &[];
     let (decision, applied, skipped, compat, trace): (_, _, Vec<&str>, _, &Trace) =
         match &reviewed.decision {
@@ -264,7 +254,7 @@ fn record(
             }
         };
     audit::admission(&audit::Admission {
-        correlation_id,
+        correlation_id: answer.uid(),
         namespace: &reviewed.namespace,
         pod: &reviewed.pod,
         service_account: &reviewed.service_account,
@@ -272,7 +262,9 @@ fn record(
         applied,
         skipped: &skipped,
         compat,
-        trace: trace_json.map_or(audit::TraceText::Steps(trace), audit::TraceText::Json),
+        trace: answer
+            .trace_json()
+            .map_or(audit::TraceText::Steps(trace), audit::TraceText::Json),
         dry_run,
     });
     let Some(recorder) = state.recorder.clone() else {

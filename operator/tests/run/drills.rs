@@ -184,9 +184,9 @@ mod emulator_only {
         // behind its load balancer: shorter than the Lease's 10 s renew deadline, so the
         // leader keeps it (a longer outage makes it exit and its pod restart, like
         // `a_killed_operator_restarts_without_duplicates_or_leaks`).
-        emulator()
+        let _outage = emulator()
             .faults()
-            .fail_for(Duration::from_secs(8), StatusCode::SERVICE_UNAVAILABLE);
+            .outage(Duration::from_secs(8), StatusCode::SERVICE_UNAVAILABLE);
         emulator().disconnect_watches(true);
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(
@@ -222,13 +222,12 @@ mod emulator_only {
             .unwrap_or(120);
         let aws = h.stack.aws.as_ref().unwrap();
         let before = h.calls("aws", "read").await + h.calls("aws", "write").await;
-        aws.iam_faults().fail_for(
+        // Should an assertion below fail, the outage ends with it: the next test of the
+        // shared stack must not start inside it.
+        let _outage = aws.iam_faults().outage(
             Duration::from_secs(seconds),
             StatusCode::SERVICE_UNAVAILABLE,
         );
-        // Should an assertion below fail, the outage ends with it: the next test of the
-        // shared stack must not start inside it.
-        let _outage = EndsOutage(aws.iam_faults());
         let started = Instant::now();
         // A change during the outage: it cannot be applied, and the condition says why.
         apply_policy(&client, &ns, &policy(&trust, "api", &["api", "worker"])).await;
@@ -270,14 +269,5 @@ mod emulator_only {
             "outage drill: {seconds} s outage, {during} AWS calls during it for {policies} AWS objects, converged {:.1} s after it ended",
             (recovered.as_secs_f64() - seconds as f64).max(0.0)
         );
-    }
-
-    /// Ends a cloud front's outage when dropped.
-    struct EndsOutage<'a>(&'a passport_e2e::faults::Faults);
-
-    impl Drop for EndsOutage<'_> {
-        fn drop(&mut self) {
-            self.0.clear();
-        }
     }
 }
