@@ -3,6 +3,15 @@
 //! every admission that involved an AccessPolicy, with its decision trace. `passport run`
 //! writes these lines to standard output, apart from the logs (standard error).
 //!
+//! An admission must not wait on the reader of standard output (a log collector that falls
+//! behind fills the pipe, and a write to a full pipe blocks): a line is appended to the pending
+//! lines in memory, and a writer thread of its own writes them, in batches gathered for
+//! [`GATHER`] after the first line of each, in one write. Should the pending lines pass
+//! [`MAX_PENDING`] bytes, further lines are dropped and counted
+//! (`passport_audit_lines_dropped_total`, and an error logged), as kube-apiserver's batch audit
+//! backend drops events when its buffer is full. `passport run` writes what is pending before
+//! it exits.
+//!
 //! The lines have the shape of a JSON log line (`timestamp`, `level`, `message`, the fields,
 //! `target`), so a log pipeline reads them like any other; they are written here with
 //! serde_json rather than through tracing's JSON formatter, which copies every field into a
@@ -10,8 +19,10 @@
 //! admission's time.
 
 use std::fmt::Display;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use passport_crds::Cloud;
 use passport_webhook::Trace;
@@ -25,9 +36,133 @@ pub const TARGET: &str = "audit";
 /// commands write none.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Writes audit lines to standard output from now on (`passport run`).
+/// How long the lines of a batch gather after its first one before they are written: the
+/// most a line waits in memory while standard output is read.
+pub const GATHER: Duration = Duration::from_millis(20);
+
+/// The most bytes of lines waiting to be written; past it, lines are dropped and counted.
+pub const MAX_PENDING: usize = 8 << 20;
+
+/// The lines waiting for the writer thread.
+static PENDING: Batches = Batches::new(MAX_PENDING);
+
+/// Held while lines are taken and written, so that batches reach standard output in order.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// Writes audit lines to standard output from now on (`passport run`), from a thread of their
+/// own.
 pub fn to_stdout() {
-    ENABLED.store(true, Ordering::Relaxed);
+    static WRITER: std::sync::Once = std::sync::Once::new();
+    WRITER.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("audit".to_owned())
+            .spawn(|| {
+                let mut batch = Vec::new();
+                let mut dropped = 0;
+                loop {
+                    PENDING.wait(GATHER);
+                    write_pending(&mut batch);
+                    let now = PENDING.dropped();
+                    if now > dropped {
+                        tracing::error!(
+                            lines = now - dropped,
+                            "audit lines were dropped: standard output was not read fast enough"
+                        );
+                        dropped = now;
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => ENABLED.store(true, Ordering::Relaxed),
+            Err(error) => tracing::error!(%error, "could not start the audit writer"),
+        }
+    });
+}
+
+/// Writes the pending lines now (`passport run`, as it exits).
+pub fn flush() {
+    write_pending(&mut Vec::new());
+}
+
+/// How many lines were dropped since the process started, the pending lines being full.
+pub fn dropped() -> u64 {
+    PENDING.dropped()
+}
+
+/// Takes the pending lines into `batch` and writes them to standard output in one write.
+fn write_pending(batch: &mut Vec<u8>) {
+    let _writing = lock(&WRITING);
+    PENDING.take(batch);
+    if batch.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_all(batch).and_then(|()| out.flush()) {
+        tracing::error!(%error, "could not write audit lines");
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A thread that panicked holding it left whole lines: the bytes are still good.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lines waiting to be written, at most `limit` bytes of them.
+struct Batches {
+    pending: Mutex<Vec<u8>>,
+    /// Told when a line arrives while none was pending.
+    arrived: Condvar,
+    dropped: AtomicU64,
+    limit: usize,
+}
+
+impl Batches {
+    const fn new(limit: usize) -> Self {
+        Self {
+            pending: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Appends one line, or drops and counts it when the pending lines are full. Only the first
+    /// line of a batch wakes the writer.
+    fn push(&self, line: &[u8]) -> bool {
+        let mut pending = lock(&self.pending);
+        if pending.len() + line.len() > self.limit {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let first = pending.is_empty();
+        pending.extend_from_slice(line);
+        drop(pending);
+        if first {
+            self.arrived.notify_one();
+        }
+        true
+    }
+
+    /// Waits until a line is pending, then for `gather` more.
+    fn wait(&self, gather: Duration) {
+        let pending = lock(&self.pending);
+        drop(
+            self.arrived
+                .wait_while(pending, |p| p.is_empty())
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        std::thread::sleep(gather);
+    }
+
+    /// Takes every pending line into `batch`, leaving `batch`'s buffer for the next ones.
+    fn take(&self, batch: &mut Vec<u8>) {
+        batch.clear();
+        std::mem::swap(&mut *lock(&self.pending), batch);
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// `line` as one JSON object and its newline.
@@ -38,16 +173,16 @@ fn render(line: &impl Serialize) -> serde_json::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes one line, in one write, so the lines of concurrent tasks never interleave.
+/// Hands one line, whole, to the writer thread.
 fn write(line: &impl Serialize) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let written = render(line)
-        .map_err(std::io::Error::from)
-        .and_then(|bytes| std::io::stdout().lock().write_all(&bytes));
-    if let Err(error) = written {
-        tracing::error!(%error, "could not write an audit line");
+    match render(line) {
+        Ok(bytes) => {
+            PENDING.push(&bytes);
+        }
+        Err(error) => tracing::error!(%error, "could not write an audit line"),
     }
 }
 
@@ -334,6 +469,42 @@ pub fn digest(document: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_lines_are_taken_whole_in_order_and_dropped_past_the_limit() {
+        let batches = Batches::new(10);
+        assert!(batches.push(b"one\n"));
+        assert!(batches.push(b"two\n"));
+        // 8 bytes pending: a 4-byte line would pass the limit.
+        assert!(!batches.push(b"six\n"));
+        assert_eq!(batches.dropped(), 1);
+        let mut batch = b"old".to_vec();
+        batches.take(&mut batch);
+        assert_eq!(batch, b"one\ntwo\n");
+        // Taken: there is room again, and the next batch holds only what came after.
+        assert!(batches.push(b"ten\n"));
+        batches.take(&mut batch);
+        assert_eq!(batch, b"ten\n");
+        batches.take(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(batches.dropped(), 1);
+    }
+
+    #[test]
+    fn the_writer_wakes_for_the_first_line_of_a_batch() {
+        static BATCHES: Batches = Batches::new(1 << 10);
+        let writer = std::thread::spawn(|| {
+            BATCHES.wait(Duration::from_millis(50));
+            let mut batch = Vec::new();
+            BATCHES.take(&mut batch);
+            batch
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        BATCHES.push(b"first\n");
+        // Within the gathering time after the first line: in the same batch.
+        BATCHES.push(b"second\n");
+        assert_eq!(writer.join().unwrap(), b"first\nsecond\n");
+    }
 
     #[test]
     fn a_record_names_the_change_and_digests_what_was_written() {

@@ -115,7 +115,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(passport_operator::run::run(*args))?;
+            let ran = runtime.block_on(passport_operator::run::run(*args));
+            passport_operator::audit::flush();
+            ran?;
             Ok(Outcome::Done)
         }
         Command::Crdgen { out_dir, stdout } => crdgen(&out_dir, stdout).map(|()| Outcome::Done),

@@ -94,6 +94,7 @@ impl Metrics {
             memo.clone(),
         );
         registry.register_collector(Box::new(CallsCollector(calls)));
+        registry.register_collector(Box::new(AuditCollector));
         Self {
             registry,
             reconciles,
@@ -178,6 +179,24 @@ impl Collector for CallsCollector {
     }
 }
 
+/// Exports the audit lines dropped because standard output was not read fast enough.
+#[derive(Debug)]
+struct AuditCollector;
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let dropped = ConstCounter::new(crate::audit::dropped());
+        let metric = encoder.encode_descriptor(
+            "audit_lines_dropped",
+            "Audit lines dropped because standard output was not read fast enough (more than \
+             8 MiB of lines were waiting to be written)",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use passport_crds::Cloud;
@@ -217,6 +236,10 @@ mod tests {
         );
         assert!(
             text.contains("passport_reconcile_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"passport_audit_lines_dropped_total 0"),
             "{text}"
         );
     }

@@ -123,15 +123,14 @@ async fn a_policy_gets_its_role_verified_updated_and_deleted() {
         labels.get(NAMESPACE_ENABLED).map(String::as_str),
         Some("true")
     );
-    let audit = h.audit();
-    assert!(
-        audit
-            .iter()
-            .any(|line| line["resource"] == format!("{ns}/api")
+    h.audit_when("the role's creation", |audit| {
+        audit.iter().any(|line| {
+            line["resource"] == format!("{ns}/api")
                 && line["operation"] == "create"
-                && line["object"] == arn.as_str()),
-        "no audit line for the role: {audit:?}"
-    );
+                && line["object"] == arn.as_str()
+        })
+    })
+    .await;
 
     // Removing a service account removes only its grant.
     apply_policy(&client, &ns, &policy.replace("[api, worker]", "[api]")).await;
@@ -232,6 +231,7 @@ async fn a_policy_applied_with_its_trust_waits_for_it_without_a_refused_write() 
     let resource = format!("{ns}/api");
     let errors: Vec<_> = h
         .audit()
+        .await
         .into_iter()
         .filter(|line| {
             line["resource"] == resource.as_str()

@@ -9,7 +9,7 @@ use std::{
     path::PathBuf,
     process::Command,
     sync::{Mutex, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -493,8 +493,34 @@ impl Harness {
             .sum()
     }
 
-    /// The audit lines written so far, parsed.
-    pub fn audit(&self) -> Vec<serde_json::Value> {
+    /// The audit lines written so far, parsed, read once the lines written before the call
+    /// are on file: the operator writes them from a thread of its own, a moment after they
+    /// happen (`passport_operator::audit::GATHER`).
+    pub async fn audit(&self) -> Vec<serde_json::Value> {
+        tokio::time::sleep(passport_operator::audit::GATHER * 10).await;
+        self.audit_lines()
+    }
+
+    /// The audit lines once `done` holds for them, failing with them after a minute.
+    pub async fn audit_when(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let lines = self.audit().await;
+            if done(&lines) {
+                return lines;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no audit line for {what}: {lines:?}"
+            );
+        }
+    }
+
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.stack.dir().join("audit.log"))
             .unwrap_or_default()
             .lines()

@@ -180,7 +180,7 @@ async fn faults_converge_with_backoff_and_a_steady_state_writes_nothing_until_dr
     .await;
     let arn = format!("arn:aws:iam::123456789012:role/passport/{role}");
     eventually("a drift audit line", || async {
-        h.audit().iter().any(|l| {
+        h.audit().await.iter().any(|l| {
             l["object"] == arn.as_str() && l["drift"] == true && l["operation"] == "update"
         })
     })

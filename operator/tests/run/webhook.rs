@@ -145,7 +145,16 @@ async fn pods_of_a_policy_get_credentials_from_the_operators_webhook() {
     assert!(!other.annotations().contains_key(keys::INJECTED));
 
     // The injection's audit line, on the operator's standard output; none for the other pod.
-    let audit = h.audit();
+    let pod_name = injected.name_any();
+    let audit = h
+        .audit_when("the injected pod", |audit| {
+            audit.iter().any(|l| {
+                l["message"] == "admission"
+                    && l["namespace"] == ns.as_str()
+                    && l["pod"] == pod_name.as_str()
+            })
+        })
+        .await;
     let admissions: Vec<_> = audit
         .iter()
         .filter(|l| l["message"] == "admission" && l["namespace"] == ns.as_str())
@@ -539,13 +548,15 @@ async fn pods_of_one_template_are_answered_from_the_memo_until_their_policy_chan
     assert_eq!(token_volumes.len(), created.len(), "{token_volumes:?}");
     // Each pod has its own audit line, with its own request's UID, and the trace of the one
     // decision: the first pod's, written afresh, and the others', written by the memo.
-    let audit = h.audit();
-    let lines: Vec<&serde_json::Value> = audit
-        .iter()
-        .filter(|l| {
-            l["message"] == "admission" && l["namespace"] == ns.as_str() && l["pod"] == "api-*"
+    let of_template = |l: &&serde_json::Value| {
+        l["message"] == "admission" && l["namespace"] == ns.as_str() && l["pod"] == "api-*"
+    };
+    let audit = h
+        .audit_when("each pod of the template", |audit| {
+            audit.iter().filter(of_template).count() >= created.len()
         })
-        .collect();
+        .await;
+    let lines: Vec<&serde_json::Value> = audit.iter().filter(of_template).collect();
     let ids: std::collections::BTreeSet<&str> = lines
         .iter()
         .filter_map(|l| l["correlation_id"].as_str())
